@@ -1,0 +1,140 @@
+"""Value types shared by the core and the adapters. No I/O here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Category(enum.StrEnum):
+    SALES = "sales"
+    SUPPORT = "support"
+    INFO = "info"
+    SPAM = "spam"
+
+
+class Priority(enum.StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class State(enum.StrEnum):
+    """Where a lead is in the pipeline; ``replied``, ``skipped`` and ``failed`` are final."""
+
+    RECEIVED = "received"
+    CLASSIFIED = "classified"
+    SAVED = "saved"
+    MIRRORED = "mirrored"
+    REPLIED = "replied"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+FINAL_STATES = frozenset({State.REPLIED, State.SKIPPED, State.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """What a classifier decided about one message, and who decided it."""
+
+    category: Category
+    summary: str
+    language: str  # ISO 639-1, e.g. "es", "en", "pt"
+    confidence: float  # 0..1
+    classifier: str  # "local", "openai", ...
+    # True when the preferred backend was unavailable and a fallback decided:
+    # a scheduler job re-classifies the lead later (never re-sending a reply).
+    needs_reclassify: bool = False
+
+
+@dataclass(slots=True)
+class LeadIn:
+    """A validated contact from any intake, before it is stored."""
+
+    name: str
+    email: str  # as given (trimmed)
+    email_norm: str  # dedupe key
+    message: str
+    intake: str = "webhook"  # "webhook" | "email"
+    phone: str | None = None
+    company: str | None = None
+    source: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    subject: str | None = None
+    message_id: str | None = None  # RFC 5322 Message-ID of an email lead
+    in_reply_to: str | None = None
+    references: str | None = None
+    # Text for the classifier (quotes and signatures stripped); None -> message.
+    clean_text: str | None = None
+    # Headers that matter for loop protection of the reply (lower-cased names).
+    auto_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Lead:
+    """A stored lead, as the worker and the API see it."""
+
+    id: str
+    name: str
+    email: str
+    email_norm: str
+    message: str
+    intake: str
+    state: State
+    created_at: datetime
+    updated_at: datetime
+    phone: str | None = None
+    company: str | None = None
+    source: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    subject: str | None = None
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: str | None = None
+    clean_text: str | None = None
+    auto_headers: dict[str, str] = field(default_factory=dict)
+    attempts: int = 0
+    last_error: str | None = None
+    category: Category | None = None
+    summary: str | None = None
+    language: str | None = None
+    confidence: float | None = None
+    classifier: str | None = None
+    needs_reclassify: bool = False
+    priority: Priority | None = None
+    priority_rule: str | None = None
+    mirror_status: str = "pending"  # pending | done | disabled | error
+    reply_status: str = "pending"  # pending | sent | skipped | uncertain | failed
+    reply_reason: str | None = None
+    reply_message_id: str | None = None
+    replied_at: datetime | None = None
+    skip_reason: str | None = None
+    interactions: list[Interaction] = field(default_factory=list)
+
+    @property
+    def text_for_classifier(self) -> str:
+        return self.clean_text or self.message
+
+
+@dataclass(slots=True)
+class Interaction:
+    """A later contact from a known lead: kept, never answered again."""
+
+    id: int
+    lead_id: str
+    intake: str
+    message: str
+    received_at: datetime
+    message_id: str | None = None
+    subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeResult:
+    """Outcome of writing one intake: a new lead or a repeat of a known one."""
+
+    lead_id: str
+    duplicate: bool

@@ -1,0 +1,144 @@
+"""The small interfaces the core owns; adapters at the edges implement them.
+
+The core (pipeline, worker, intake) imports only this module for outside
+systems, never aiohttp, imapclient, openai, gspread or smtplib.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+from agent.models import Classification, IntakeResult, Lead, LeadIn
+
+
+class Classifier(Protocol):
+    """Decides category, summary, language and confidence for one message."""
+
+    name: str
+
+    async def classify(self, text: str, *, subject: str | None = None) -> Classification:
+        """Raise TransientError when the backend is unavailable right now."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """Adapter state for /readyz (e.g. circuit breaker)."""
+        ...
+
+
+class Mirror(Protocol):
+    """Mirrors leads to an outside table (Google Sheets)."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def mirror(self, lead: Lead) -> None:
+        """Return once the lead's row is durably in the sheet (idempotent per lead id).
+
+        Raise TransientError (retry later) or PermanentError (permission, not found).
+        """
+        ...
+
+    async def known_emails(self) -> set[str]:
+        """Normalized emails already present in the sheet (for sheets.import_existing)."""
+        ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class MailTransport(Protocol):
+    """Sends one fully built reply."""
+
+    name: str
+
+    async def send(self, msg: EmailMessage) -> None:
+        """Raise TransientError (server down, 4xx) or PermanentError (5xx on the recipient)."""
+        ...
+
+    async def was_sent(self, message_id: str) -> bool | None:
+        """True/False when the transport can tell whether a message went out; None when it cannot."""
+        ...
+
+    def state(self) -> dict[str, Any]: ...
+
+
+class Store(Protocol):
+    """Durable leads, interactions, the work queue, reply ledger and inbox checkpoints."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise when the store cannot be reached."""
+        ...
+
+    async def intake_many(self, items: Sequence[LeadIn]) -> list[IntakeResult]:
+        """Write intakes durably in one transaction; a known email becomes an interaction."""
+        ...
+
+    async def intake_email(
+        self, item: LeadIn | None, *, mailbox: str, uidvalidity: int, uid: int,
+        dedupe_key: str, skip_reason: str | None = None, raw: bytes | None = None,
+    ) -> IntakeResult | None:
+        """Record one inbox message and advance the mailbox checkpoint in the same transaction.
+
+        ``dedupe_key`` is the Message-ID (or a hash of the raw message): a key seen before
+        is ignored (returns None). ``item`` None with ``skip_reason`` records a skipped or
+        quarantined message (``raw`` kept for quarantine).
+        """
+        ...
+
+    async def get_checkpoint(self, mailbox: str) -> tuple[int, int] | None:
+        """(uidvalidity, last processed uid) for a mailbox, or None."""
+        ...
+
+    async def set_checkpoint(self, mailbox: str, uidvalidity: int, uid: int) -> None: ...
+
+    async def claim(self, limit: int, owner: str, lease_seconds: float) -> list[Lead]:
+        """Lease up to ``limit`` due leads in non-final states for this owner."""
+        ...
+
+    async def update(self, lead: Lead, *, release: bool = False) -> None:
+        """Persist a lead's pipeline fields; ``release`` drops the lease."""
+        ...
+
+    async def get(self, lead_id: str) -> Lead | None: ...
+
+    async def list(
+        self, *, state: str | None = None, category: str | None = None,
+        priority: str | None = None, limit: int = 50, cursor: str | None = None,
+    ) -> tuple[list[Lead], str | None]: ...
+
+    async def retry(self, lead_id: str | None = None, *, all_failed: bool = False) -> int:
+        """Put failed leads back in the queue; returns how many."""
+        ...
+
+    async def reply_begin(self, lead_id: str, to_addr: str, message_id: str) -> str | None:
+        """Record the intent to send a reply; returns the prior status if one exists."""
+        ...
+
+    async def reply_done(self, lead_id: str, status: str) -> None: ...
+
+    async def replies_since(self, to_addr: str | None, since: datetime) -> int:
+        """Auto-replies sent to ``to_addr`` (or to anyone when None) since a time."""
+        ...
+
+    async def counts(self) -> dict[str, int]:
+        """Leads per state (for metrics and queue depth)."""
+        ...
+
+    async def needing_reclassify(self, limit: int) -> list[Lead]: ...
+
+    async def mirror_pending(self, limit: int) -> list[Lead]:
+        """Leads past ``saved`` whose mirror has not succeeded yet."""
+        ...
+
+    async def add_known_emails(self, emails: Sequence[str]) -> int:
+        """Mark addresses as known contacts (imported from a sheet): never auto-replied."""
+        ...
