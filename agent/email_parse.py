@@ -1,0 +1,460 @@
+"""Turn one raw email into the lead it would become, or the reason it must not.
+
+The inbox loop must never die on a message, so ``parse_email`` never raises:
+whatever the bytes are, it returns a ``ParsedEmail``. A message we cannot make
+sense of comes back with ``skip_reason = "unparseable: ..."`` and
+``quarantine = True`` so the inbox moves it aside for a human instead of
+retrying it forever. Automatic mail (bounces, auto-replies, lists, our own
+replies) comes back with the loop-guard reason and ``quarantine = False``: it
+is an outcome, not a failure.
+
+Parsing uses the stdlib ``email`` package with ``policy.default`` (RFC 2047
+headers decoded, address objects), but with ``policy.default`` a malformed
+header raises when it is *accessed*, so every header read is guarded and
+falls back to the raw value.
+"""
+
+from __future__ import annotations
+
+import codecs
+import email.utils
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from email import policy
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesHeaderParser, BytesParser
+from typing import Any
+
+from agent.loop_guard import collect_auto_headers, header_str, inbound_skip_reason
+from agent.models import LeadIn
+from agent.text_clean import html_to_text, normalize_text, strip_quotes_and_signature
+
+__all__ = [
+    "ParsedEmail",
+    "is_valid_email",
+    "main_parse_email",
+    "parse_email",
+    "to_lead_in",
+]
+
+# Same limits as the webhook intake, so an email lead fits wherever a webhook lead does.
+NAME_MAX = 200
+MESSAGE_MAX = 20_000
+HEADER_MAX = 2_000
+_MAX_MIME_DEPTH = 40
+_MAX_PARTS = 500
+
+
+@dataclass(slots=True)
+class ParsedEmail:
+    """What a raw email becomes: the lead fields, or why it is not a lead."""
+
+    name: str = ""
+    email: str = ""
+    message: str = ""  # subject + "\n\n" + body text (the full text, kept on the lead)
+    clean_text: str = ""  # quotes and signature stripped, for the classifier
+    subject: str = ""
+    message_id: str | None = None
+    in_reply_to: str | None = None
+    references: str | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    skip_reason: str | None = None  # None: this mail should become a lead
+    quarantine: bool = False  # True: keep the raw mail aside for a human
+    auto_headers: dict[str, str] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ addresses
+
+
+def is_valid_email(address: str) -> bool:
+    """A deliberately simple check: one '@', a local part, a dotted domain, no spaces.
+
+    Internationalized (IDN) domains and UTF-8 local parts are allowed; strict
+    RFC 5322 validation rejects real senders more often than it helps.
+    """
+    if not address or len(address) > 254 or address.count("@") != 1:
+        return False
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in address):
+        return False
+    local, domain = address.split("@")
+    if not local or "." not in domain or domain.startswith(".") or domain.endswith("."):
+        return False
+    if ".." in domain or any(ch in domain for ch in '<>()[],;:"\\'):
+        return False
+    return not any(ch in local for ch in '<>(),;:\\"[]')
+
+
+def _decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words in a raw header value (never raises)."""
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # noqa: BLE001 - bogus charset or broken encoded word
+        return value
+
+
+def _raw_header(msg: Message, name: str) -> str | None:
+    try:
+        for key, value in msg.raw_items():
+            if key.lower() == name:
+                return str(value)
+    except Exception:  # noqa: BLE001
+        return None
+    return None
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    """(display name, addr-spec) pairs of an address header, tolerating broken ones."""
+    try:
+        header = msg.get(name)
+        if header is None:
+            return []
+        groups = getattr(header, "addresses", None)
+        if groups is not None:
+            pairs = [(a.display_name or "", a.addr_spec or "") for a in groups]
+            if any(addr for _, addr in pairs):
+                return pairs
+    except Exception:  # noqa: BLE001 - policy.default raises on some malformed headers
+        pass
+    raw = _raw_header(msg, name)
+    if raw is None:
+        return []
+    try:
+        return [(_decode_words(n), a) for n, a in email.utils.getaddresses([raw]) if a]
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def _fix_surrogates(value: str) -> str:
+    """Raw 8-bit header bytes arrive as surrogate escapes: decode them as text instead."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    try:
+        return _decode_bytes(value.encode("utf-8", "surrogateescape"), None)
+    except UnicodeEncodeError:
+        return value  # other lone surrogates: normalize_text replaces them
+
+
+def _clean_line(value: str, limit: int) -> str:
+    value = normalize_text(_fix_surrogates(value)).replace("\n", " ").replace("\t", " ")
+    return " ".join(value.split())[:limit]
+
+
+def _header(msg: Message, name: str) -> str | None:
+    value = header_str(msg, name)
+    if value is None:
+        return None
+    if "=?" in value:
+        value = _decode_words(value)
+    value = _clean_line(value, HEADER_MAX)
+    return value or None
+
+
+# ----------------------------------------------------------------------- body
+
+
+def _decode_bytes(payload: bytes, charset: str | None) -> str:
+    """Text from bytes under a declared charset that may be wrong, unknown or bogus.
+
+    Order: the declared charset (strict), UTF-8 (strict), UTF-8 with
+    replacement when the text is mostly UTF-8, else Windows-1252 and finally
+    Latin-1 (which never fails and keeps every byte visible).
+    """
+    if charset:
+        try:
+            if codecs.lookup(charset).name not in ("base64", "hex", "zlib", "bz2", "uu", "quopri"):
+                return payload.decode(charset)
+        except Exception:  # noqa: BLE001 - unknown charset, not a text codec, or bad bytes
+            pass
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    # Mostly-valid UTF-8 with a few broken bytes (real multi-byte characters
+    # present) stays UTF-8; otherwise it is legacy 8-bit text, most often
+    # Windows-1252 or Latin-1 mislabelled or unlabelled.
+    lenient = payload.decode("utf-8", errors="replace")
+    if any(ord(ch) > 127 and ch != "\ufffd" for ch in lenient):
+        return lenient
+    try:
+        return payload.decode("cp1252")
+    except UnicodeDecodeError:
+        return payload.decode("latin-1")
+
+
+def _part_text(part: Message) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001
+        payload = None
+    if isinstance(payload, bytes):
+        try:
+            charset = part.get_content_charset()
+        except Exception:  # noqa: BLE001
+            charset = None
+        return _decode_bytes(payload, charset)
+    try:
+        raw = part.get_payload()
+    except Exception:  # noqa: BLE001
+        return ""
+    return raw if isinstance(raw, str) else ""
+
+
+def _part_size(part: Message) -> int:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001
+        return 0
+    if isinstance(payload, bytes):
+        return len(payload)
+    try:
+        return len(part.as_bytes())
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type()
+    except Exception:  # noqa: BLE001
+        return "application/octet-stream"
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:  # noqa: BLE001
+        name = _raw_header(part, "content-disposition")
+        return "(unreadable name)" if name else None
+    return _clean_line(_decode_words(name), 255) if name else None
+
+
+def _disposition(part: Message) -> str | None:
+    try:
+        return part.get_content_disposition()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _walk_leaves(msg: Message) -> list[Message]:
+    """Leaf parts, depth- and count-limited (no recursion: hostile nesting is cheap to send).
+
+    A message/rfc822 part is a leaf: a forwarded mail is an attachment of
+    this lead, not its body.
+    """
+    leaves: list[Message] = []
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    while stack and len(leaves) < _MAX_PARTS:
+        part, depth = stack.pop()
+        try:
+            multipart = part.is_multipart() and _content_type(part).startswith("multipart/")
+            children = part.get_payload() if multipart else None
+        except Exception:  # noqa: BLE001
+            multipart, children = False, None
+        if multipart and isinstance(children, list) and depth < _MAX_MIME_DEPTH:
+            stack.extend((c, depth + 1) for c in reversed(children) if isinstance(c, Message))
+        elif not multipart:
+            leaves.append(part)
+    return leaves
+
+
+def _body_and_attachments(msg: Message) -> tuple[str, list[dict[str, Any]]]:
+    plain: list[str] = []
+    html: list[str] = []
+    attachments: list[dict[str, Any]] = []
+    for part in _walk_leaves(msg):
+        ctype = _content_type(part)
+        disposition = _disposition(part)
+        filename = _filename(part)
+        is_text = ctype in ("text/plain", "text/html")
+        if disposition == "attachment" or (filename and not is_text) or not is_text:
+            if part is msg and ctype.startswith("text/"):
+                # A single-part text/* mail other than plain/html (e.g. text/enriched).
+                plain.append(_part_text(part))
+                continue
+            attachments.append(
+                {"filename": filename, "content_type": ctype, "size": _part_size(part)}
+            )
+            continue
+        text = _part_text(part)
+        if ctype == "text/plain":
+            plain.append(text)
+        else:
+            html.append(text)
+    if any(t.strip() for t in plain):
+        body = "\n\n".join(t.strip("\n") for t in plain if t.strip())
+    else:
+        body = "\n\n".join(html_to_text(h) for h in html if h.strip())
+    return normalize_text(body).strip(), attachments
+
+
+# ----------------------------------------------------------------------- main
+
+
+def _unparseable(reason: str, **known: Any) -> ParsedEmail:
+    return ParsedEmail(skip_reason=f"unparseable: {reason}"[:300], quarantine=True, **known)
+
+
+def parse_email(
+    raw: bytes,
+    *,
+    own_addresses: frozenset[str] = frozenset(),
+    own_domains: frozenset[str] = frozenset(),
+    max_bytes: int = 10_000_000,
+) -> ParsedEmail:
+    """Parse ``raw`` into a ``ParsedEmail``. Never raises, for any input."""
+    try:
+        return _parse(raw, own_addresses, own_domains, max_bytes)
+    except RecursionError:
+        return _unparseable("structure nested too deeply")
+    except Exception as exc:  # noqa: BLE001 - the inbox loop must never die on a mail
+        return _unparseable(f"{type(exc).__name__}: {exc}")
+
+
+def _parse(
+    raw: bytes,
+    own_addresses: frozenset[str],
+    own_domains: frozenset[str],
+    max_bytes: int,
+) -> ParsedEmail:
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        return _unparseable(f"expected bytes, got {type(raw).__name__}")
+    raw = bytes(raw)
+    if not raw.strip():
+        return _unparseable("empty message")
+    too_large = len(raw) > max_bytes
+    if too_large:
+        # Headers only: enough to say who sent it, without building a huge tree.
+        msg: Message = BytesHeaderParser(policy=policy.default).parsebytes(raw)
+    else:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+
+    sender_name, sender = _pick_sender(msg)
+    subject = _header(msg, "subject") or ""
+    known: dict[str, Any] = {
+        "name": sender_name,
+        "email": sender,
+        "subject": subject,
+        "message_id": _header(msg, "message-id"),
+        "in_reply_to": _header(msg, "in-reply-to"),
+        "references": _header(msg, "references"),
+        "auto_headers": collect_auto_headers(msg),
+    }
+    if too_large:
+        return ParsedEmail(
+            **known,
+            skip_reason=f"too-large: {len(raw)} bytes (limit {max_bytes})",
+            quarantine=True,
+        )
+    if not sender:
+        if not msg.keys() and not msg.defects:
+            return _unparseable("no headers", **known)
+        return _unparseable("no valid sender address (From/Reply-To)", **known)
+
+    body, attachments = _body_and_attachments(msg)
+    message = f"{subject}\n\n{body}" if subject and body else (subject or body)
+    cleaned_body = strip_quotes_and_signature(body) if body else ""
+    clean_text = (
+        f"{subject}\n\n{cleaned_body}" if subject and cleaned_body else subject or cleaned_body
+    )
+    parsed = ParsedEmail(
+        **known,
+        message=message[:MESSAGE_MAX],
+        clean_text=clean_text[:MESSAGE_MAX],
+        attachments=attachments,
+    )
+    parsed.skip_reason = inbound_skip_reason(
+        msg, sender=sender, own_addresses=own_addresses, own_domains=own_domains
+    )
+    if parsed.skip_reason is None and not message.strip():
+        parsed.skip_reason = "empty-message"
+    return parsed
+
+
+def _pick_sender(msg: Message) -> tuple[str, str]:
+    """(name, address): Reply-To when it is one valid address, else the first From."""
+    from_pairs = _addresses(msg, "from")
+    reply_to = [(n, a.strip()) for n, a in _addresses(msg, "reply-to")]
+    chosen: tuple[str, str] | None = None
+    if len(reply_to) == 1 and is_valid_email(reply_to[0][1]):
+        chosen = reply_to[0]
+    else:
+        for pair in from_pairs:
+            if is_valid_email(pair[1].strip()):
+                chosen = (pair[0], pair[1].strip())
+                break
+    if chosen is None:
+        return "", ""
+    display, address = chosen
+    if not display:
+        # Reply-To often has no display name while From has one for the same
+        # person: same address, or at least the same domain (not a form relay).
+        domain = address.rpartition("@")[2].lower()
+        display = next(
+            (n for n, a in from_pairs if a.strip().lower().rpartition("@")[2] == domain), ""
+        )
+    name = _clean_line(display.strip().strip('"').strip("'"), NAME_MAX)
+    return (name or address.split("@", 1)[0][:NAME_MAX]), address
+
+
+def to_lead_in(parsed: ParsedEmail) -> LeadIn:
+    """The ``LeadIn`` for the pipeline (email trimmed; dedupe key trimmed and lower-cased)."""
+    email_addr = parsed.email.strip()
+    if not email_addr:
+        raise ValueError("this email has no valid sender address; it cannot become a lead")
+    metadata: dict[str, Any] = {}
+    if parsed.attachments:
+        metadata["attachments"] = parsed.attachments
+    return LeadIn(
+        name=parsed.name or email_addr.split("@", 1)[0],
+        email=email_addr,
+        email_norm=email_addr.lower(),
+        message=parsed.message,
+        intake="email",
+        metadata=metadata,
+        subject=parsed.subject or None,
+        message_id=parsed.message_id,
+        in_reply_to=parsed.in_reply_to,
+        references=parsed.references,
+        clean_text=parsed.clean_text or None,
+        auto_headers=dict(parsed.auto_headers),
+    )
+
+
+def main_parse_email(
+    path: str,
+    *,
+    own_addresses: frozenset[str] = frozenset(),
+    own_domains: frozenset[str] = frozenset(),
+) -> int:
+    """``leadbox parse-email FILE``: print the lead a mail would become, as JSON.
+
+    Exit 0 whenever the file was read (parsed or skipped: the JSON says which
+    and why); 2 when the file cannot be read.
+    """
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        print(f"parse-email: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    parsed = parse_email(raw, own_addresses=own_addresses, own_domains=own_domains)
+    data = asdict(parsed)
+    out = {
+        key: data[key]
+        for key in (
+            "name",
+            "email",
+            "message",
+            "subject",
+            "message_id",
+            "skip_reason",
+            "attachments",
+            "quarantine",
+        )
+    }
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0
