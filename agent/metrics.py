@@ -152,6 +152,7 @@ class Metrics:
             "leadbox_http_requests", "HTTP requests answered, by route template and status.",
             ["route", "status"], registry=r,
         )
+        self._llm_tokens_seen = 0
         self._queue_depth = _QueueDepthCollector()
         r.register(self._queue_depth)
 
@@ -260,6 +261,18 @@ class Metrics:
         """Add the tokens an LLM call reported; None or 0 (no usage reported) adds nothing."""
         if tokens and tokens > 0:
             self.llm_tokens.inc(tokens)
+
+    def set_llm_tokens(self, total: int) -> None:
+        """Follow a classifier's running token total while keeping the metric a counter.
+
+        Only the growth since the last call is added. A total lower than before means
+        the classifier was rebuilt and counts from zero again, so all of it is new.
+        """
+        last = self._llm_tokens_seen
+        self._llm_tokens_seen = total
+        grown = total - last if total >= last else total
+        if grown > 0:
+            self.llm_tokens.inc(grown)
 
     def set_circuit_state(self, backend: str, state: str | int) -> None:
         """Record a breaker's state: "closed", "half-open" or "open" (or 0, 1, 2)."""

@@ -147,3 +147,15 @@ def test_queue_depth_callback_is_read_at_scrape_time_and_survives_errors() -> No
     m.set_queue_depth_callback(None)
     m.set_queue_depth(2)
     assert value(m, "leadbox_queue_depth") == 2
+
+
+def test_llm_token_total_is_followed_as_a_counter() -> None:
+    m = Metrics()
+    m.set_llm_tokens(100)
+    m.set_llm_tokens(100)  # no new usage
+    m.set_llm_tokens(250)
+    assert value(m, "leadbox_llm_tokens_total") == 250
+    m.set_llm_tokens(40)  # the classifier was rebuilt and counts from zero
+    assert value(m, "leadbox_llm_tokens_total") == 290
+    m.add_llm_tokens(10)
+    assert value(m, "leadbox_llm_tokens_total") == 300
