@@ -18,6 +18,7 @@ __all__ = ["html_to_text", "normalize_text", "strip_quotes_and_signature"]
 
 # Control characters except \t and \n (\r is handled by newline normalization).
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff]")
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 
 
 def normalize_text(s: str) -> str:
@@ -28,7 +29,10 @@ def normalize_text(s: str) -> str:
     """
     s = s.replace("\r\n", "\n").replace("\r", "\n")
     s = s.replace("\u2028", "\n").replace("\u2029", "\n")
-    return _CONTROL_RE.sub("", s)
+    s = _CONTROL_RE.sub("", s)
+    # Lone surrogates (from surrogate-escaped bytes) cannot be encoded as UTF-8
+    # and would break JSON output and the database later on.
+    return _SURROGATE_RE.sub("\ufffd", s)
 
 
 # ----------------------------------------------------------------- quotes
