@@ -1,0 +1,36 @@
+# leadbox: `make run` runs the daemon on embedded defaults; `make test` installs what the tests need and runs them.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install system-deps lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/leadbox run
+
+# Debian packages the tests start as real servers (Dovecot); PostgreSQL runs on the machine.
+system-deps:
+	@command -v dovecot >/dev/null 2>&1 || { \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dovecot-imapd; }
+	@pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null || { \
+	  command -v pg_ctlcluster >/dev/null 2>&1 && pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start || true; }
+
+test: system-deps $(STAMP)
+	$(BIN)/ruff check agent tests bench
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent tests bench
+	$(BIN)/mypy agent
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,242 @@
+"""The `leadbox` command. One-shot commands print results on stdout and log to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from agent.config import Config, effective, load_config
+from agent.errors import ConfigError, LeadboxError
+
+log = logging.getLogger("leadbox.cli")
+
+
+def _setup_logging(config: Config | None, *, stream: Any = sys.stderr) -> None:
+    from agent.logging_setup import configure_logging, secret_values_from_env
+
+    level = config.settings.logging.level if config else "INFO"
+    fmt = config.settings.logging.format if config else "auto"
+    configure_logging(level=level, json_format={"auto": None, "json": True, "text": False}[fmt],
+                      stream=stream, secrets=secret_values_from_env(os.environ))
+    # APScheduler logs every run at INFO: once a second is noise in a months-long log.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.daemon import serve
+
+    config = _config(args)
+    _setup_logging(config, stream=sys.stdout)
+    return asyncio.run(serve(config))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from agent.auto_reply import Templates
+
+    Templates(config.settings.reply.templates_dir, config.settings.reply.default_language)
+    print(json.dumps(effective(config), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from agent.daemon import make_classifier
+    from agent.priority import PriorityRules
+
+    text = args.text if args.text != "-" else sys.stdin.read()
+
+    async def go() -> dict[str, Any]:
+        clf = make_classifier(config) if args.classifier is None else _classifier_named(config, args.classifier)
+        try:
+            c = await clf.classify(text)
+        finally:
+            closer = getattr(clf, "close", None)
+            if closer is not None:
+                await closer()
+        p = config.settings.priority
+        d = PriorityRules(p.by_category, p.urgent_words, p.domains).decide(c.category, args.email or "", text)
+        labels = config.settings.labels
+        return {"category": c.category.value, "category_label": labels.categories.get(c.category.value),
+                "summary": c.summary, "language": c.language, "confidence": round(c.confidence, 3),
+                "classifier": c.classifier, "needs_reclassify": c.needs_reclassify,
+                "priority": d.priority.value, "priority_label": labels.priorities.get(d.priority.value),
+                "priority_rule": d.rule}
+
+    print(json.dumps(asyncio.run(go()), ensure_ascii=False, indent=2))
+    return 0
+
+
+def _classifier_named(config: Config, name: str) -> Any:
+    from dataclasses import replace
+
+    from agent.daemon import make_classifier
+
+    settings = config.settings.model_copy(deep=True)
+    settings.classifier.backend = name  # type: ignore[assignment]
+    return make_classifier(replace(config, settings=settings))
+
+
+def cmd_leads(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from agent.daemon import make_store
+    from agent.webhook import lead_json
+
+    async def go() -> int:
+        store = make_store(config)
+        await store.open()
+        try:
+            labels = config.settings.labels
+            if args.action == "show":
+                lead = await store.get(args.id)
+                if lead is None:
+                    print(f"no lead {args.id}", file=sys.stderr)
+                    return 1
+                print(json.dumps(lead_json(lead, labels), ensure_ascii=False, indent=2))
+            elif args.action == "retry":
+                if not args.failed and not args.id:
+                    print("give a lead id or --failed", file=sys.stderr)
+                    return 2
+                n = await store.retry(args.id, all_failed=args.failed)
+                print(f"{n} lead(s) queued again")
+            else:
+                leads, nxt = await store.list(state=args.status, category=args.category,
+                                              priority=args.priority, limit=args.limit)
+                if args.json:
+                    print(json.dumps([lead_json(x, labels) for x in leads], ensure_ascii=False, indent=2))
+                else:
+                    for x in leads:
+                        print(f"{x.id}  {x.state.value:<10} {(x.category or '-'):<8} {(x.priority or '-'):<6} "
+                              f"{x.email:<32} {(x.summary or '')[:60]}")
+                    if nxt:
+                        print(f"(more: --cursor {nxt})", file=sys.stderr)
+            return 0
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from agent.evaluation import run_eval
+
+    backend = args.classifier or config.classifier_backend
+    c = config.settings.classifier
+    return run_eval(args.file, backend, args.json, api_key=config.secrets.openai_api_key or "not-needed",
+                    model=c.model, base_url=c.base_url or None, timeout=c.timeout, max_retries=c.max_retries,
+                    max_input_chars=c.max_input_chars)
+
+
+def cmd_parse_email(args: argparse.Namespace) -> int:
+    from agent.email_parse import main_parse_email
+
+    return main_parse_email(args.file)
+
+
+def cmd_poll_once(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from agent.inbox import poll_once
+
+    return asyncio.run(poll_once(config))
+
+
+def cmd_sheets(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from agent.daemon import make_mirror
+    from agent.sheet_mirror import check
+
+    if not config.settings.sheets.enabled:
+        print("sheets: disabled (sheets.enabled = false)", file=sys.stderr)
+        return 1
+
+    async def go() -> int:
+        mirror, info = make_mirror(config)
+        if mirror is None:
+            print(f"sheets: disabled: {info.get('reason')}", file=sys.stderr)
+            return 1
+        try:
+            result = await check(mirror)  # type: ignore[arg-type]
+        finally:
+            await mirror.close()
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 0
+
+    return asyncio.run(go())
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from agent.inbox import backfill
+
+    return asyncio.run(backfill(config, args.since))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="leadbox", description="Every inbound contact becomes a triaged, answered lead.")
+    p.add_argument("--config", help="config file (default config/agent.toml or $LEADBOX_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--config", help="config file (default config/agent.toml or $LEADBOX_CONFIG)",
+                        default=argparse.SUPPRESS)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("run", cmd_run, "run the daemon (webhook, worker, inbox)")
+    add("check-config", cmd_check_config, "validate and print the effective config (secrets masked)")
+    sp = add("classify", cmd_classify, "classify one message and print the decision")
+    sp.add_argument("text", help="the message ('-' reads stdin)")
+    sp.add_argument("--email", default="", help="sender address (for domain priority rules)")
+    sp.add_argument("--classifier", choices=["local", "openai"])
+    sp = add("leads", cmd_leads, "list, show or retry leads")
+    sp.add_argument("action", nargs="?", choices=["list", "show", "retry"], default="list")
+    sp.add_argument("id", nargs="?")
+    sp.add_argument("--failed", action="store_true", help="with retry: every failed lead")
+    sp.add_argument("--status")
+    sp.add_argument("--category")
+    sp.add_argument("--priority")
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--json", action="store_true")
+    sp = add("eval", cmd_eval, "measure a classifier on labeled JSON Lines")
+    sp.add_argument("file")
+    sp.add_argument("--classifier", choices=["local", "openai"])
+    sp.add_argument("--json", action="store_true")
+    sp = add("parse-email", cmd_parse_email, "show the lead an .eml file would become")
+    sp.add_argument("file")
+    add("poll-once", cmd_poll_once, "poll the inbox once and exit")
+    sp = add("sheets", cmd_sheets, "Google Sheets tools")
+    sp.add_argument("action", choices=["check"])
+    sp = add("backfill", cmd_backfill, "process older inbox mail")
+    sp.add_argument("--since", required=True, help="date, YYYY-MM-DD")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "run":
+        _setup_logging(None)
+    try:
+        return int(args.fn(args))
+    except ConfigError as e:
+        print(f"leadbox: {e}", file=sys.stderr)
+        return 2
+    except LeadboxError as e:
+        print(f"leadbox: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

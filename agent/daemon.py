@@ -1,0 +1,310 @@
+"""The daemon: builds every adapter in one place and owns their lifetimes.
+
+One process, one event loop: aiohttp serves the API and an APScheduler
+AsyncIOScheduler runs the worker sweep, retries, re-classification, the sheet
+catch-up and (when enabled) the inbox poll as jobs on the same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from agent.access import RateLimiter, SignatureChecker
+from agent.auto_reply import Templates
+from agent.config import Config
+from agent.errors import ConfigError, LeadboxError
+from agent.intake import IntakeBatcher
+from agent.metrics import Metrics
+from agent.pipeline import ReplyPolicy, Services
+from agent.ports import Classifier, MailTransport, Mirror, Store
+from agent.priority import PriorityRules
+from agent.text_clean import strip_quotes_and_signature
+from agent.webhook import DAEMON, add_routes, error_middleware
+from agent.worker import Worker
+
+log = logging.getLogger("leadbox.daemon")
+
+
+def make_store(config: Config) -> Store:
+    url = config.store_url
+    if url.startswith(("postgres://", "postgresql://")):
+        from agent.store_postgres import PostgresStore
+
+        return PostgresStore(url, pool_size=config.settings.store.pool_size)
+    from agent.store_sqlite import SqliteStore
+
+    return SqliteStore(url)
+
+
+def make_classifier(config: Config) -> Classifier:
+    if config.classifier_backend == "local":
+        from agent.classify_local import LocalClassifier
+
+        return LocalClassifier()
+    from agent.classify_openai import make_classifier as factory
+
+    c = config.settings.classifier
+    return factory(
+        config.classifier_backend, api_key=config.secrets.openai_api_key or "not-needed",
+        model=c.model, base_url=c.base_url or None, timeout=c.timeout, max_retries=c.max_retries,
+        max_input_chars=c.max_input_chars, breaker_failures=c.breaker_failures,
+        breaker_reset_seconds=c.breaker_reset_seconds,
+    )
+
+
+def make_transport(config: Config) -> MailTransport:
+    r = config.settings.reply
+    if r.transport == "smtp":
+        from agent.mail_smtp import SmtpTransport
+
+        return SmtpTransport(
+            host=r.smtp_host, port=r.smtp_port, security=r.smtp_security,
+            username=config.secrets.email_user, password=config.secrets.email_pass,
+            ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=r.from_address,
+        )
+    from agent.mail_outbox import OutboxTransport
+
+    return OutboxTransport(r.outbox_dir)
+
+
+def make_mirror(config: Config) -> tuple[Mirror | None, dict[str, Any]]:
+    """The sheet mirror, or None with the reason it is off."""
+    s = config.settings.sheets
+    if not s.enabled:
+        return None, {"state": "disabled", "reason": "sheets.enabled = false"}
+    from agent.sheet_mirror import SheetMirror, load_credentials
+
+    try:
+        info = load_credentials(config.secrets.google_credentials_json or None, s.credentials_file or None)
+    except ConfigError as e:
+        if s.required:
+            raise
+        log.warning("sheets: disabled", extra={"reason": str(e)})
+        return None, {"state": "disabled", "reason": str(e)}
+    labels = config.settings.labels
+    mirror = SheetMirror(
+        credentials_info=info, spreadsheet=s.spreadsheet, worksheet=s.worksheet, endpoint=s.endpoint,
+        columns=list(s.columns), batch_size=s.batch_size, flush_seconds=s.flush_seconds,
+        category_labels=dict(labels.categories), priority_labels=dict(labels.priorities), timeout=s.timeout,
+    )
+    return mirror, {}
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        s = config.settings
+        self.metrics = Metrics()
+        self.stopping = False
+        self.store: Store = make_store(config)
+        self.intake = IntakeBatcher(self.store)
+        self.rate_limiter = RateLimiter(s.http.rate_limit_per_minute)
+        self.signatures = SignatureChecker(config.secrets.webhook_secret, s.http.signature_tolerance)
+        self.clean_text: Callable[[str], str] | None = strip_quotes_and_signature
+        self.scheduler = AsyncIOScheduler(
+            timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60})
+        self.inbox: Any = None
+        self.mirror_info: dict[str, Any] = {}
+        self._started = False
+        self._tokens_seen = 0
+        # Built in start(): they may touch files or the network.
+        self.svc: Services
+        self.worker: Worker
+
+    # -- life cycle -----------------------------------------------------
+    async def start(self) -> None:
+        s = self.config.settings
+        templates = Templates(s.reply.templates_dir, s.reply.default_language)
+        await self.store.open()
+        recover = getattr(self.store, "recover", None)
+        if recover is not None:
+            await recover()
+        from agent.classify_local import LocalClassifier
+
+        classifier = make_classifier(self.config)
+        mirror, self.mirror_info = make_mirror(self.config)
+        self.svc = Services(
+            store=self.store, classifier=classifier, local_classifier=LocalClassifier(),
+            rules=PriorityRules(s.priority.by_category, s.priority.urgent_words, s.priority.domains),
+            transport=make_transport(self.config), templates=templates,
+            reply=ReplyPolicy(
+                enabled=s.reply.enabled, from_address=s.reply.from_address, from_name=s.reply.from_name,
+                domain=self.config.message_id_domain, window_hours=s.reply.window_hours,
+                max_per_hour=s.reply.max_per_hour, include_summary=s.reply.include_summary,
+                own_addresses=self.config.own_addresses, category_labels=dict(s.labels.categories),
+            ),
+            mirror=mirror, mirror_wait=s.sheets.flush_seconds + s.sheets.timeout, metrics=self.metrics,
+        )
+        self.worker = Worker(self.svc, s.worker)
+        if mirror is not None:
+            try:
+                await mirror.start()
+                if s.sheets.import_existing:
+                    known = await mirror.known_emails()
+                    added = await self.store.add_known_emails(sorted(known))
+                    log.info("sheets: imported known emails", extra={"reason": f"{len(known)} read, {added} new"})
+            except LeadboxError as e:
+                log.warning("sheets: not ready at start; will retry", extra={"reason": str(e)})
+        self._add_jobs()
+        if s.inbox.enabled:
+            from agent.inbox import InboxPoller
+
+            self.inbox = InboxPoller(self.config, self.store, self.metrics, on_intake=self.worker.kick,
+                                     clean_text=self.clean_text)
+            self.inbox.start(self.scheduler)
+        self.scheduler.start()
+        self._started = True
+        self.worker.kick()
+
+    def _add_jobs(self) -> None:
+        s = self.config.settings
+        now = datetime.now(UTC)
+        self.scheduler.add_job(self.worker.sweep, "interval", seconds=s.worker.sweep_interval,
+                               id="worker-sweep", next_run_time=now)
+        if self.config.classifier_backend == "openai":
+            self.scheduler.add_job(self.reclassify, "interval", seconds=s.classifier.reclassify_interval,
+                                   id="reclassify")
+        if self.svc.mirror is not None:
+            self.scheduler.add_job(self.mirror_catch_up, "interval",
+                                   seconds=max(5.0, s.sheets.flush_seconds * 5), id="mirror-catch-up")
+
+    async def stop(self) -> None:
+        """Stop intake, let in-flight work finish within the grace period, close everything."""
+        self.stopping = True
+        grace = self.config.settings.http.shutdown_grace
+        if self._started:
+            self.scheduler.pause()
+            if self.inbox is not None:
+                await self.inbox.stop()
+            await self.worker.stop(grace)
+            self.scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)
+            if self.svc.mirror is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.svc.mirror.close(), timeout=max(1.0, grace / 2))
+            closer = getattr(self.svc.classifier, "close", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
+        await self.store.close()
+
+    # -- jobs -----------------------------------------------------------
+    async def reclassify(self) -> None:
+        """Leads decided by the fallback get the preferred classifier once it answers (no new reply)."""
+        clf = self.svc.classifier
+        for lead in await self.store.needing_reclassify(50):
+            if lead.state.value not in ("replied", "skipped", "failed"):
+                continue
+            c = await clf.classify(lead.text_for_classifier, subject=lead.subject)
+            if c.needs_reclassify:
+                return  # still down: try again next time
+            lead.category, lead.summary, lead.language = c.category, c.summary, c.language
+            lead.confidence, lead.classifier, lead.needs_reclassify = c.confidence, c.classifier, False
+            d = self.svc.rules.decide(c.category, lead.email_norm, lead.text_for_classifier)
+            lead.priority, lead.priority_rule = d.priority, d.rule
+            await self.store.update(lead)
+            log.info("re-classified", extra={"lead_id": lead.id, "category": c.category.value})
+
+    async def mirror_catch_up(self) -> None:
+        mirror = self.svc.mirror
+        if mirror is None:
+            return
+        leads = await self.store.mirror_pending(500)
+
+        async def one(lead: Any) -> None:
+            try:
+                await mirror.mirror(lead)
+            except LeadboxError:
+                return
+            await self.store.set_mirror_status(lead.id, "done")
+
+        await asyncio.gather(*(one(x) for x in leads))
+
+    def trigger_poll(self) -> None:
+        if self.inbox is not None:
+            self.inbox.poll_now()
+
+    # -- observability --------------------------------------------------
+    async def readiness(self) -> dict[str, Any]:
+        parts: dict[str, Any] = {}
+        ok = not self.stopping
+        try:
+            await asyncio.wait_for(self.store.ping(), timeout=2.0)
+            parts["store"] = {"state": "ok"}
+        except Exception as e:
+            parts["store"] = {"state": "down", "reason": type(e).__name__}
+            ok = False
+        running = bool(self._started and self.scheduler.running and not self.stopping)
+        parts["scheduler"] = {"state": "ok" if running else "stopped"}
+        ok = ok and running
+        if self._started:
+            parts["classifier"] = self.svc.classifier.state()
+            parts["reply"] = self.svc.transport.state()
+            parts["sheets"] = self.svc.mirror.state() if self.svc.mirror is not None else self.mirror_info
+            if self.inbox is not None:
+                parts["inbox"] = self.inbox.state()
+        bad = {"down", "needs_credentials", "permission_denied", "not_found", "open"}
+        for name, part in parts.items():
+            st = part.get("state") or part.get("circuit")
+            up = st not in bad
+            self.metrics.set_adapter_up(name, up)
+            ok = ok and up
+        return {"status": "ok" if ok else "unavailable", "stopping": self.stopping, "checks": parts}
+
+    async def refresh_gauges(self) -> None:
+        with contextlib.suppress(Exception):
+            self.metrics.set_store_counts(await self.store.counts())
+        if self._started:
+            st = self.svc.classifier.state()
+            if "circuit" in st:
+                self.metrics.set_circuit_state(self.svc.classifier.name, st["circuit"])
+            tokens = getattr(self.svc.classifier, "tokens_used", None)
+            if isinstance(tokens, int) and tokens > self._tokens_seen:
+                self.metrics.add_llm_tokens(tokens - self._tokens_seen)
+                self._tokens_seen = tokens
+
+    # -- HTTP -----------------------------------------------------------
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.settings.http.max_body_bytes,
+                              middlewares=[error_middleware])
+        app[DAEMON] = self
+        add_routes(app)
+        return app
+
+
+async def serve(config: Config, ready: Callable[[int], None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code (0 after a clean drain)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    daemon = Daemon(config)
+    await daemon.start()
+    runner = web.AppRunner(daemon.make_app(), handle_signals=False, access_log=None)
+    await runner.setup()
+    http = config.settings.http
+    site = web.TCPSite(runner, http.host, http.port, backlog=1024)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else http.port
+    log.info("leadbox running", extra={"event": "started", "reason": f"http://{http.host}:{port}",
+                                        "intake": "webhook" + (" + inbox" if daemon.inbox else "")})
+    if ready is not None:
+        ready(port)
+    await stop.wait()
+    t0 = time.monotonic()
+    log.info("stopping: draining in-flight work", extra={"duration_ms": int(http.shutdown_grace * 1000)})
+    daemon.stopping = True
+    await daemon.stop()
+    await runner.cleanup()
+    log.info("stopped", extra={"duration_ms": int((time.monotonic() - t0) * 1000)})
+    return 0

@@ -1,0 +1,53 @@
+"""The default transport: each reply becomes one .eml file in a folder.
+
+Files are written to a temporary name and renamed, so a crash never leaves half
+a message, and the name comes from the reply's Message-ID, so a retry after a
+crash can tell the reply was already written (exactly once, not at most once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from agent.errors import TransientError
+
+
+def _file_name(message_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", message_id.strip("<>")) + ".eml"
+
+
+class OutboxTransport:
+    name = "outbox"
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.sent = 0
+
+    def _write(self, msg: EmailMessage) -> None:
+        final = self.dir / _file_name(str(msg["Message-ID"]))
+        tmp = final.with_suffix(".tmp")
+        data = msg.as_bytes()
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+
+    async def send(self, msg: EmailMessage) -> None:
+        try:
+            await asyncio.to_thread(self._write, msg)
+        except OSError as e:
+            raise TransientError(f"outbox: cannot write to {self.dir}: {e.strerror}") from None
+        self.sent += 1
+
+    async def was_sent(self, message_id: str) -> bool | None:
+        return (self.dir / _file_name(message_id)).exists()
+
+    def state(self) -> dict[str, Any]:
+        return {"state": "ok", "transport": "outbox", "dir": str(self.dir)}

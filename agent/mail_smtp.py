@@ -1,0 +1,65 @@
+"""SMTP transport: implicit TLS (465) or STARTTLS (587) with AUTH (e.g. a Gmail app password).
+
+aiosmtplib keeps the event loop free. Certificate checks are always on; a custom
+CA file can be given for private servers.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+
+from agent.errors import PermanentError, TransientError
+
+
+class SmtpTransport:
+    name = "smtp"
+
+    def __init__(
+        self, *, host: str, port: int, security: str, username: str, password: str,
+        ca_file: str = "", timeout: float = 20.0, from_address: str = "",
+    ) -> None:
+        self.host, self.port, self.security = host, port, security
+        self._username, self._password = username, password
+        self.timeout = timeout
+        self.from_address = from_address or username
+        self._tls = ssl.create_default_context(cafile=ca_file or None)
+        self._state: dict[str, Any] = {"state": "unknown"}
+
+    async def send(self, msg: EmailMessage) -> None:
+        try:
+            await aiosmtplib.send(
+                msg, sender=self.from_address, hostname=self.host, port=self.port,
+                use_tls=self.security == "tls", start_tls=self.security == "starttls",
+                tls_context=self._tls, username=self._username, password=self._password,
+                timeout=self.timeout,
+            )
+        except aiosmtplib.SMTPAuthenticationError:
+            self._state = {"state": "needs_credentials", "since": time.time(),
+                           "reason": "SMTP login refused: check EMAIL_USER / EMAIL_PASS (an app password for Gmail)"}
+            raise TransientError("smtp: login refused (needs credentials)", retry_after=300) from None
+        except aiosmtplib.SMTPRecipientsRefused as e:
+            codes = [r.code for r in e.recipients]
+            self._state = {"state": "ok"}
+            if codes and all(c >= 500 for c in codes):
+                raise PermanentError(f"smtp: recipient refused ({codes[0]})") from None
+            raise TransientError(f"smtp: recipient deferred ({codes})") from None
+        except aiosmtplib.SMTPResponseException as e:
+            if e.code >= 500 and e.code not in (530, 535, 554):
+                raise PermanentError(f"smtp: refused with {e.code}") from None
+            self._state = {"state": "degraded", "reason": f"server answered {e.code}", "since": time.time()}
+            raise TransientError(f"smtp: server answered {e.code}") from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
+            self._state = {"state": "down", "reason": type(e).__name__, "since": time.time()}
+            raise TransientError(f"smtp: {self.host}:{self.port} unreachable ({type(e).__name__})") from None
+        self._state = {"state": "ok"}
+
+    async def was_sent(self, message_id: str) -> bool | None:
+        return None  # SMTP cannot tell: an interrupted send is not repeated
+
+    def state(self) -> dict[str, Any]:
+        return {**self._state, "transport": "smtp", "host": f"{self.host}:{self.port}"}

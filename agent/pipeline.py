@@ -1,0 +1,180 @@
+"""The pipeline is data: an ordered list of named steps. Reading STEPS tells the flow.
+
+    received --classify--> classified --prioritize--> saved --mirror--> mirrored --reply--> replied | skipped
+
+Each step is idempotent and only moves a lead forward from one state. Decisions
+(loop protection, priority) are pure functions elsewhere; steps carry out the
+side effects. A stop ("spam, no reply") is an outcome with a reason, not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from agent.auto_reply import Templates, compose_reply, reply_message_id
+from agent.errors import PermanentError, TransientError
+from agent.loop_guard import reply_block_reason
+from agent.models import Category, Lead, State
+from agent.ports import Classifier, MailTransport, Mirror, Store
+from agent.priority import PriorityRules
+
+log = logging.getLogger("leadbox.pipeline")
+
+
+@dataclass
+class ReplyPolicy:
+    enabled: bool
+    from_address: str
+    from_name: str
+    domain: str
+    window_hours: float
+    max_per_hour: int
+    include_summary: bool
+    own_addresses: frozenset[str]
+    category_labels: dict[str, str]
+
+
+@dataclass
+class Services:
+    """Everything a step may use, constructed in one place (app.build_services)."""
+
+    store: Store
+    classifier: Classifier
+    local_classifier: Classifier
+    rules: PriorityRules
+    transport: MailTransport
+    templates: Templates
+    reply: ReplyPolicy
+    mirror: Mirror | None = None
+    mirror_wait: float = 10.0
+    metrics: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Step(Protocol):
+    name: str
+    applies_to: State
+
+    async def run(self, lead: Lead, svc: Services) -> None: ...
+
+
+class Classify:
+    """Category, summary and language. Loop-stopped leads only get the free local classifier."""
+
+    name = "classify"
+    applies_to = State.RECEIVED
+
+    async def run(self, lead: Lead, svc: Services) -> None:
+        blocked = reply_block_reason(lead.email_norm, lead.auto_headers, own_addresses=svc.reply.own_addresses)
+        clf = svc.local_classifier if blocked else svc.classifier
+        c = await clf.classify(lead.text_for_classifier, subject=lead.subject)
+        lead.category, lead.summary, lead.language = c.category, c.summary, c.language
+        lead.confidence, lead.classifier = c.confidence, c.classifier
+        lead.needs_reclassify = c.needs_reclassify
+        lead.state = State.CLASSIFIED
+
+
+class Prioritize:
+    """Priority from the configured rules; the lead records which rule decided."""
+
+    name = "prioritize"
+    applies_to = State.CLASSIFIED
+
+    async def run(self, lead: Lead, svc: Services) -> None:
+        assert lead.category is not None
+        d = svc.rules.decide(lead.category, lead.email_norm, lead.text_for_classifier)
+        lead.priority, lead.priority_rule = d.priority, d.rule
+        lead.state = State.SAVED
+
+
+class MirrorRow:
+    """One row in the sheet. Never blocks the pipeline: a failed mirror is caught up by a job."""
+
+    name = "mirror"
+    applies_to = State.SAVED
+
+    async def run(self, lead: Lead, svc: Services) -> None:
+        lead.state = State.MIRRORED
+        if svc.mirror is None:
+            lead.mirror_status = "disabled"
+            return
+        try:
+            await asyncio.wait_for(svc.mirror.mirror(lead), svc.mirror_wait)
+            lead.mirror_status = "done"
+        except (TransientError, TimeoutError) as e:
+            lead.mirror_status = "pending"
+            log.info("mirror deferred", extra={"lead_id": lead.id, "reason": str(e) or "timeout"})
+        except PermanentError as e:
+            lead.mirror_status = "error"
+            log.warning("mirror refused", extra={"lead_id": lead.id, "reason": str(e)})
+
+
+def reply_skip_reason(lead: Lead, policy: ReplyPolicy) -> str | None:
+    """Pure checks: why this lead gets no auto-reply, or None."""
+    if not policy.enabled:
+        return "replies-disabled"
+    if lead.category is Category.SPAM:
+        return "spam"
+    return reply_block_reason(lead.email_norm, lead.auto_headers, own_addresses=policy.own_addresses)
+
+
+class Reply:
+    """The automatic answer, exactly once: a ledger row is written before sending."""
+
+    name = "reply"
+    applies_to = State.MIRRORED
+
+    async def run(self, lead: Lead, svc: Services) -> None:
+        policy, store = svc.reply, svc.store
+        reason = reply_skip_reason(lead, policy)
+        now = datetime.now(UTC)
+        if reason is None and await store.is_known_contact(lead.email_norm):
+            reason = "known-contact"
+        if reason is None and policy.window_hours > 0 and await store.replies_since(
+            lead.email_norm, now - timedelta(hours=policy.window_hours), exclude_lead=lead.id
+        ):
+            reason = "reply-window"
+        if reason is None and policy.max_per_hour and await store.replies_since(
+            None, now - timedelta(hours=1), exclude_lead=lead.id
+        ) >= policy.max_per_hour:
+            reason = "reply-cap"
+        if reason is not None:
+            lead.state, lead.skip_reason = State.SKIPPED, reason
+            lead.reply_status, lead.reply_reason = "skipped", reason
+            log.info("no reply", extra={"lead_id": lead.id, "reason": reason})
+            return
+        mid = reply_message_id(lead, policy.domain)
+        prior = await store.reply_begin(lead.id, lead.email_norm, mid)
+        if prior == "sending":
+            known = await svc.transport.was_sent(mid)
+            if known is None:
+                await store.reply_done(lead.id, "uncertain")
+                lead.reply_status, lead.reply_message_id = "uncertain", mid
+                lead.state = State.FAILED
+                lead.last_error = ("reply outcome unknown after an interruption; not sent again to avoid "
+                                   "a duplicate (check the Sent folder)")
+                return
+            prior = "sent" if known else None
+        if prior is None:
+            lead.replied_at = now
+            msg = compose_reply(
+                lead, svc.templates, from_address=policy.from_address, from_name=policy.from_name,
+                domain=policy.domain, category_label=policy.category_labels.get(lead.category or "", ""),
+                include_summary=policy.include_summary,
+            )
+            try:
+                await svc.transport.send(msg)
+            except (TransientError, PermanentError):
+                await store.reply_done(lead.id, "retry")
+                raise
+        await store.reply_done(lead.id, "sent")
+        lead.reply_status, lead.reply_message_id = "sent", mid
+        lead.replied_at = lead.replied_at or now
+        lead.state = State.REPLIED
+
+
+STEPS: list[Step] = [Classify(), Prioritize(), MirrorRow(), Reply()]

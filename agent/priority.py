@@ -1,0 +1,51 @@
+"""Priority rules: pure decisions from config data, each naming the rule that made it."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from agent.models import Category, Priority
+
+_ORDER = [Priority.LOW, Priority.MEDIUM, Priority.HIGH]
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityDecision:
+    priority: Priority
+    rule: str  # e.g. "category:support", "domain:bigcorp.com", "category:sales+urgent:asap"
+
+
+def _fold(s: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", s.lower()) if not unicodedata.combining(c))
+
+
+class PriorityRules:
+    """category -> priority, then a sender-domain rule, then urgency words raise one level."""
+
+    def __init__(self, by_category: dict[str, str], urgent_words: list[str], domains: dict[str, str]) -> None:
+        self.by_category = {k: Priority(v) for k, v in by_category.items()}
+        words = sorted({_fold(w).strip() for w in urgent_words if w.strip()}, key=len, reverse=True)
+        self._urgent = (
+            re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)") if words else None
+        )
+        self.domains = {d.lower().lstrip("@").strip("."): Priority(p) for d, p in domains.items()}
+
+    def decide(self, category: Category, email: str, text: str) -> PriorityDecision:
+        base = self.by_category.get(category.value, Priority.MEDIUM)
+        rule = f"category:{category.value}"
+        domain = email.rsplit("@", 1)[-1].lower()
+        parts = domain.split(".")
+        for i in range(len(parts) - 1):
+            candidate = ".".join(parts[i:])
+            if candidate in self.domains:
+                base, rule = self.domains[candidate], f"domain:{candidate}"
+                break
+        if category is not Category.SPAM and self._urgent is not None:
+            m = self._urgent.search(_fold(text))
+            if m:
+                idx = min(_ORDER.index(base) + 1, len(_ORDER) - 1)
+                if _ORDER[idx] is not base:
+                    return PriorityDecision(_ORDER[idx], f"{rule}+urgent:{m.group(1)}")
+        return PriorityDecision(base, rule)

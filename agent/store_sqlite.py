@@ -1,0 +1,440 @@
+"""SQLite store: the embedded default (one file in the data directory, WAL mode).
+
+One connection, owned by one dedicated thread: SQLite work never runs on the
+event loop, and callers batch (intake_many) so a busy webhook costs one thread
+hop and one commit per batch rather than per request. WAL with
+synchronous=NORMAL survives a process crash (SIGKILL) without losing a
+committed intake; only a power loss can drop the last transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent.errors import ConfigError
+from agent.models import IntakeResult, Lead, LeadIn
+from agent.store_common import (
+    ACTIVE_STATES,
+    INSERT_COLUMNS,
+    UPDATE_COLUMNS,
+    insert_values,
+    new_id,
+    row_to_interaction,
+    row_to_lead,
+    update_values,
+)
+
+T = TypeVar("T")
+
+_ACTIVE = "state NOT IN ('replied','skipped','failed')"
+
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    f"""
+    CREATE TABLE leads (
+      id TEXT PRIMARY KEY,
+      email_norm TEXT NOT NULL UNIQUE,
+      email TEXT NOT NULL,
+      name TEXT NOT NULL,
+      message TEXT NOT NULL,
+      intake TEXT NOT NULL,
+      phone TEXT, company TEXT, source TEXT,
+      metadata TEXT NOT NULL DEFAULT '{{}}',
+      subject TEXT, message_id TEXT, in_reply_to TEXT, refs TEXT, clean_text TEXT,
+      auto_headers TEXT NOT NULL DEFAULT '{{}}',
+      state TEXT NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      last_error TEXT,
+      next_attempt_at REAL NOT NULL,
+      lease_owner TEXT, lease_until REAL,
+      category TEXT, summary TEXT, language TEXT, confidence REAL, classifier TEXT,
+      needs_reclassify INTEGER NOT NULL DEFAULT 0,
+      priority TEXT, priority_rule TEXT,
+      mirror_status TEXT NOT NULL DEFAULT 'pending',
+      reply_status TEXT NOT NULL DEFAULT 'pending',
+      reply_reason TEXT, reply_message_id TEXT, replied_at REAL,
+      skip_reason TEXT,
+      created_at REAL NOT NULL,
+      updated_at REAL NOT NULL
+    );
+    CREATE INDEX leads_due ON leads(next_attempt_at) WHERE {_ACTIVE};
+    CREATE INDEX leads_state ON leads(state, id);
+    CREATE INDEX leads_category ON leads(category, id);
+    CREATE INDEX leads_priority ON leads(priority, id);
+    CREATE INDEX leads_mirror ON leads(id) WHERE mirror_status IN ('pending','error');
+    CREATE INDEX leads_reclassify ON leads(id) WHERE needs_reclassify = 1;
+    CREATE TABLE interactions (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      lead_id TEXT NOT NULL REFERENCES leads(id),
+      intake TEXT NOT NULL, message TEXT NOT NULL, subject TEXT, message_id TEXT,
+      received_at REAL NOT NULL
+    );
+    CREATE INDEX interactions_lead ON interactions(lead_id, id);
+    CREATE TABLE replies (
+      lead_id TEXT PRIMARY KEY,
+      to_addr TEXT NOT NULL,
+      message_id TEXT NOT NULL,
+      status TEXT NOT NULL,
+      created_at REAL NOT NULL,
+      sent_at REAL
+    );
+    CREATE INDEX replies_to ON replies(to_addr, created_at);
+    CREATE INDEX replies_time ON replies(created_at);
+    CREATE TABLE inbox_messages (
+      dedupe_key TEXT PRIMARY KEY,
+      mailbox TEXT NOT NULL, uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL,
+      lead_id TEXT, outcome TEXT NOT NULL, reason TEXT, raw BLOB,
+      seen_at REAL NOT NULL
+    );
+    CREATE TABLE inbox_checkpoints (
+      mailbox TEXT PRIMARY KEY, uidvalidity INTEGER NOT NULL, last_uid INTEGER NOT NULL,
+      updated_at REAL NOT NULL
+    );
+    CREATE TABLE known_emails (
+      email_norm TEXT PRIMARY KEY, source TEXT NOT NULL, added_at REAL NOT NULL
+    );
+    """,
+]
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///relative/path.db`` or ``sqlite:////abs/path.db``."""
+    if not url.startswith("sqlite:///"):
+        raise ConfigError(f"store.url: expected sqlite:///path or postgresql://..., got {url.split(':', 1)[0]}:…")
+    return Path(url[len("sqlite:///"):])
+
+
+class SqliteStore:
+    """The Store protocol on one SQLite file."""
+
+    def __init__(self, url: str) -> None:
+        self.path = sqlite_path(url)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    # -- plumbing -------------------------------------------------------
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    def _open(self) -> None:
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("PRAGMA foreign_keys=ON")
+        self._db = db
+        self._migrate()
+
+    def _migrate(self) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            for version, sql in enumerate(MIGRATIONS, start=1):
+                if version > current:
+                    for stmt in sql.split(";"):
+                        if stmt.strip():
+                            db.execute(stmt)
+                    db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        await self._run(_close)
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda: self.db.execute("SELECT 1").fetchone())
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return out
+
+    # -- intake ---------------------------------------------------------
+    _INSERT = (
+        f"INSERT INTO leads ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))}) "
+        "ON CONFLICT(email_norm) DO NOTHING"
+    )
+
+    def _intake_one(self, db: sqlite3.Connection, item: LeadIn, now: float) -> IntakeResult:
+        lead_id = new_id(now)
+        cur = db.execute(self._INSERT, insert_values(item, lead_id, now))
+        if cur.rowcount == 1:
+            return IntakeResult(lead_id, duplicate=False)
+        existing = db.execute("SELECT id FROM leads WHERE email_norm = ?", (item.email_norm,)).fetchone()
+        db.execute(
+            "INSERT INTO interactions (lead_id, intake, message, subject, message_id, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (existing[0], item.intake, item.message, item.subject, item.message_id, now),
+        )
+        return IntakeResult(existing[0], duplicate=True)
+
+    async def intake_many(self, items: Sequence[LeadIn]) -> list[IntakeResult]:
+        def work(db: sqlite3.Connection) -> list[IntakeResult]:
+            now = time.time()
+            return [self._intake_one(db, item, now) for item in items]
+        return await self._run(self._tx, work)
+
+    async def intake_email(
+        self, item: LeadIn | None, *, mailbox: str, uidvalidity: int, uid: int,
+        dedupe_key: str, skip_reason: str | None = None, raw: bytes | None = None,
+    ) -> IntakeResult | None:
+        def work(db: sqlite3.Connection) -> IntakeResult | None:
+            now = time.time()
+            seen = db.execute("SELECT 1 FROM inbox_messages WHERE dedupe_key = ?", (dedupe_key,)).fetchone()
+            result: IntakeResult | None = None
+            if seen is None:
+                if item is not None:
+                    result = self._intake_one(db, item, now)
+                    outcome = "interaction" if result.duplicate else "lead"
+                else:
+                    outcome = "quarantined" if raw is not None else "skipped"
+                db.execute(
+                    "INSERT INTO inbox_messages (dedupe_key, mailbox, uidvalidity, uid, lead_id, outcome, "
+                    "reason, raw, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (dedupe_key, mailbox, uidvalidity, uid, result.lead_id if result else None,
+                     outcome, skip_reason, raw, now),
+                )
+            self._advance(db, mailbox, uidvalidity, uid, now)
+            return result
+        return await self._run(self._tx, work)
+
+    @staticmethod
+    def _advance(db: sqlite3.Connection, mailbox: str, uidvalidity: int, uid: int, now: float) -> None:
+        db.execute(
+            "INSERT INTO inbox_checkpoints (mailbox, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(mailbox) DO UPDATE SET "
+            "last_uid = CASE WHEN inbox_checkpoints.uidvalidity = excluded.uidvalidity "
+            "  THEN max(inbox_checkpoints.last_uid, excluded.last_uid) ELSE excluded.last_uid END, "
+            "uidvalidity = excluded.uidvalidity, updated_at = excluded.updated_at",
+            (mailbox, uidvalidity, uid, now),
+        )
+
+    async def get_checkpoint(self, mailbox: str) -> tuple[int, int] | None:
+        def work() -> tuple[int, int] | None:
+            r = self.db.execute(
+                "SELECT uidvalidity, last_uid FROM inbox_checkpoints WHERE mailbox = ?", (mailbox,)
+            ).fetchone()
+            return (r[0], r[1]) if r else None
+        return await self._run(work)
+
+    async def set_checkpoint(self, mailbox: str, uidvalidity: int, uid: int) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO inbox_checkpoints (mailbox, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+                "last_uid = excluded.last_uid, updated_at = excluded.updated_at",
+                (mailbox, uidvalidity, uid, time.time()),
+            )
+        await self._run(self._tx, work)
+
+    async def inbox_outcomes(self, mailbox: str | None = None) -> dict[str, int]:
+        def work() -> dict[str, int]:
+            q = "SELECT outcome, count(*) FROM inbox_messages"
+            args: tuple[Any, ...] = ()
+            if mailbox:
+                q += " WHERE mailbox = ?"
+                args = (mailbox,)
+            return {r[0]: r[1] for r in self.db.execute(q + " GROUP BY outcome", args)}
+        return await self._run(work)
+
+    # -- work queue -----------------------------------------------------
+    async def claim(self, limit: int, owner: str, lease_seconds: float) -> list[Lead]:
+        def work(db: sqlite3.Connection) -> list[Lead]:
+            now = time.time()
+            rows = db.execute(
+                "UPDATE leads SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                f"  SELECT id FROM leads WHERE {_ACTIVE} AND next_attempt_at <= ? "
+                "  AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at LIMIT ?"
+                ") RETURNING *",
+                (owner, now + lease_seconds, now, now, limit),
+            ).fetchall()
+            return [row_to_lead(r) for r in rows]
+        return await self._run(self._tx, work)
+
+    _UPDATE = (
+        "UPDATE leads SET " + ", ".join(f"{c} = ?" for c in UPDATE_COLUMNS)
+        + ", lease_owner = CASE WHEN ? THEN NULL ELSE lease_owner END"
+        + ", lease_until = CASE WHEN ? THEN NULL ELSE lease_until END WHERE id = ?"
+    )
+
+    async def update(self, lead: Lead, *, release: bool = False, next_attempt_at: float | None = None) -> None:
+        def work() -> None:
+            now = time.time()
+            vals = update_values(lead, now if next_attempt_at is None else next_attempt_at, now)
+            self.db.execute(self._UPDATE, (*vals, release, release, lead.id))
+        await self._run(work)
+
+    async def update_many(self, leads: Sequence[tuple[Lead, bool, float | None]]) -> None:
+        """Several updates in one transaction (the worker's end-of-batch write)."""
+        def work(db: sqlite3.Connection) -> None:
+            now = time.time()
+            db.executemany(
+                self._UPDATE,
+                [(*update_values(lead, now if nxt is None else nxt, now), rel, rel, lead.id)
+                 for lead, rel, nxt in leads],
+            )
+        await self._run(self._tx, work)
+
+    async def set_mirror_status(self, lead_id: str, status: str) -> None:
+        await self._run(lambda: self.db.execute(
+            "UPDATE leads SET mirror_status = ? WHERE id = ?", (status, lead_id)))
+
+    # -- reading --------------------------------------------------------
+    async def get(self, lead_id: str) -> Lead | None:
+        def work() -> Lead | None:
+            r = self.db.execute("SELECT * FROM leads WHERE id = ?", (lead_id,)).fetchone()
+            if r is None:
+                return None
+            lead = row_to_lead(r)
+            lead.interactions = [
+                row_to_interaction(i) for i in self.db.execute(
+                    "SELECT * FROM interactions WHERE lead_id = ? ORDER BY id", (lead_id,))
+            ]
+            return lead
+        return await self._run(work)
+
+    async def get_by_email(self, email_norm: str) -> Lead | None:
+        def work() -> str | None:
+            r = self.db.execute("SELECT id FROM leads WHERE email_norm = ?", (email_norm,)).fetchone()
+            return r[0] if r else None
+        lead_id = await self._run(work)
+        return await self.get(lead_id) if lead_id else None
+
+    async def list(
+        self, *, state: str | None = None, category: str | None = None,
+        priority: str | None = None, limit: int = 50, cursor: str | None = None,
+    ) -> tuple[list[Lead], str | None]:
+        def work() -> tuple[list[Lead], str | None]:
+            where, args = [], []
+            for col, val in (("state", state), ("category", category), ("priority", priority)):
+                if val:
+                    where.append(f"{col} = ?")
+                    args.append(val)
+            if cursor:
+                where.append("id < ?")
+                args.append(cursor)
+            q = "SELECT * FROM leads" + (" WHERE " + " AND ".join(where) if where else "")
+            rows = self.db.execute(q + " ORDER BY id DESC LIMIT ?", (*args, limit + 1)).fetchall()
+            leads = [row_to_lead(r) for r in rows[:limit]]
+            nxt = leads[-1].id if len(rows) > limit and leads else None
+            return leads, nxt
+        return await self._run(work)
+
+    async def counts(self) -> dict[str, int]:
+        return await self._run(lambda: {
+            r[0]: r[1] for r in self.db.execute("SELECT state, count(*) FROM leads GROUP BY state")
+        })
+
+    async def queue_depth(self) -> int:
+        return await self._run(
+            lambda: self.db.execute(f"SELECT count(*) FROM leads WHERE {_ACTIVE}").fetchone()[0])
+
+    async def retry(self, lead_id: str | None = None, *, all_failed: bool = False) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            cond = "state = 'failed'" + ("" if all_failed else " AND id = ?")
+            args: tuple[Any, ...] = () if all_failed else (lead_id,)
+            cur = db.execute(
+                "UPDATE leads SET state = CASE WHEN category IS NULL THEN 'received' "
+                "WHEN priority IS NULL THEN 'classified' ELSE 'mirrored' END, "
+                "attempts = 0, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL, "
+                f"updated_at = ? WHERE {cond}",
+                (time.time(), time.time(), *args),
+            )
+            return cur.rowcount
+        return await self._run(self._tx, work)
+
+    # -- replies ledger -------------------------------------------------
+    async def reply_begin(self, lead_id: str, to_addr: str, message_id: str) -> str | None:
+        def work(db: sqlite3.Connection) -> str | None:
+            r = db.execute("SELECT status FROM replies WHERE lead_id = ?", (lead_id,)).fetchone()
+            if r is not None and r[0] != "retry":
+                return str(r[0])
+            if r is not None:  # an earlier attempt failed before sending: safe to send again
+                db.execute("UPDATE replies SET status = 'sending', message_id = ? WHERE lead_id = ?",
+                           (message_id, lead_id))
+                return None
+            db.execute(
+                "INSERT INTO replies (lead_id, to_addr, message_id, status, created_at) "
+                "VALUES (?, ?, ?, 'sending', ?)", (lead_id, to_addr, message_id, time.time()))
+            return None
+        return await self._run(self._tx, work)
+
+    async def reply_done(self, lead_id: str, status: str) -> None:
+        await self._run(lambda: self.db.execute(
+            "UPDATE replies SET status = ?, sent_at = ? WHERE lead_id = ?", (status, time.time(), lead_id)))
+
+    async def replies_since(self, to_addr: str | None, since: datetime, exclude_lead: str = "") -> int:
+        def work() -> int:
+            q = "SELECT count(*) FROM replies WHERE created_at >= ? AND status IN ('sent','sending','uncertain') AND lead_id != ?"
+            args: tuple[Any, ...] = (since.timestamp(), exclude_lead)
+            if to_addr is not None:
+                q += " AND to_addr = ?"
+                args = (*args, to_addr)
+            return int(self.db.execute(q, args).fetchone()[0])
+        return await self._run(work)
+
+    # -- side jobs ------------------------------------------------------
+    async def needing_reclassify(self, limit: int) -> list[Lead]:
+        return await self._run(lambda: [row_to_lead(r) for r in self.db.execute(
+            "SELECT * FROM leads WHERE needs_reclassify = 1 ORDER BY id LIMIT ?", (limit,))])
+
+    async def mirror_pending(self, limit: int) -> list[Lead]:
+        states = ",".join(f"'{s}'" for s in ACTIVE_STATES[:2])
+        return await self._run(lambda: [row_to_lead(r) for r in self.db.execute(
+            "SELECT * FROM leads WHERE mirror_status IN ('pending','error') "
+            f"AND state NOT IN ({states}, 'saved') ORDER BY id LIMIT ?", (limit,))])
+
+    async def add_known_emails(self, emails: Sequence[str]) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            now = time.time()
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO known_emails (email_norm, source, added_at) VALUES (?, 'sheet', ?)",
+                [(e, now) for e in emails])
+            return db.total_changes - before
+        return await self._run(self._tx, work)
+
+    async def recover(self) -> None:
+        """One process owns a SQLite file: leases left by a killed run are void at start."""
+        await self._run(lambda: self.db.execute(
+            f"UPDATE leads SET lease_owner = NULL, lease_until = NULL WHERE {_ACTIVE} AND lease_owner IS NOT NULL"))
+
+    async def is_known_contact(self, email_norm: str) -> bool:
+        return await self._run(lambda: self.db.execute(
+            "SELECT 1 FROM known_emails WHERE email_norm = ?", (email_norm,)).fetchone() is not None)

@@ -1,0 +1,257 @@
+"""HTTP API (aiohttp). Handlers are thin: turn a request into an intake or a query.
+
+Status codes are the contract in DESIGN.md: 202 new, 200 duplicate, 422 invalid
+(field-level errors), 413 too large, 415 not JSON, 401 bad webhook credentials,
+403 admin routes without a configured token, 429 rate limited, 503 stopping or
+store unavailable. Unexpected errors become a JSON 500 with a logged reason,
+never a traceback to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from agent.access import bearer_ok
+from agent.models import Lead
+from agent.openapi import OPENAPI
+from agent.validation import DuplicateKeyError, FieldError, parse_json_body, validate_lead
+
+if TYPE_CHECKING:
+    from agent.daemon import Daemon
+
+log = logging.getLogger("leadbox.http")
+
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _errors(status: int, errors: list[FieldError], headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"errors": [e.as_dict() for e in errors]}, status=status, headers=headers)
+
+
+def _error(status: int, field: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _errors(status, [FieldError(field, message)], headers)
+
+
+def client_ip(request: web.Request, trust_proxy: bool) -> str:
+    if trust_proxy:
+        fwd = request.headers.get("X-Forwarded-For")
+        if fwd:
+            return fwd.split(",")[0].strip()
+    return request.remote or "unknown"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "body", "request body too large")
+    except web.HTTPException as e:
+        if e.status >= 400 and e.content_type != "application/json":
+            return _error(e.status, "request", e.reason)
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as e:
+        log.exception("unexpected error", extra={"reason": type(e).__name__, "event": request.path})
+        return _error(500, "server", "internal error; the request was not processed, please retry")
+
+
+async def post_lead(request: web.Request) -> web.Response:
+    d = request.app[DAEMON]
+    s = d.config.settings.http
+    if d.stopping:
+        return _error(503, "server", "shutting down; retry shortly", {"Retry-After": "5"})
+    wait = d.rate_limiter.allow(client_ip(request, s.trust_proxy))
+    if wait:
+        d.metrics.http_request("post_lead", 429)
+        return _error(429, "client", "too many requests", {"Retry-After": str(max(1, int(wait + 0.999)))})
+    cl = request.content_length
+    if cl is not None and cl > s.max_body_bytes:
+        return _error(413, "body", f"request body too large (limit {s.max_body_bytes} bytes)")
+    try:
+        async with asyncio.timeout(s.read_timeout):
+            body = await request.read()
+    except TimeoutError:
+        return _error(408, "body", "request body not received in time")
+    if s.webhook_auth == "bearer":
+        if not bearer_ok(request.headers.get("Authorization"), d.config.secrets.webhook_secret):
+            return _error(401, "Authorization", "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+    elif s.webhook_auth == "hmac":
+        problem = d.signatures.check(
+            request.headers.get("X-Leadbox-Timestamp"), request.headers.get("X-Leadbox-Signature"), body)
+        if problem:
+            return _error(401, "X-Leadbox-Signature", problem)
+    ctype = request.content_type
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        return _error(415, "Content-Type", "send the lead as application/json")
+    try:
+        data = parse_json_body(body)
+    except DuplicateKeyError as e:
+        return _error(422, str(e), "appears more than once in the JSON object")
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return _error(415, "body", "not valid UTF-8 JSON")
+    result = validate_lead(data, fold_gmail=d.config.settings.dedupe.fold_gmail)
+    if isinstance(result, list):
+        d.metrics.http_request("post_lead", 422)
+        return _errors(422, result)
+    if d.clean_text is not None:
+        cleaned = d.clean_text(result.message)
+        result.clean_text = cleaned if cleaned != result.message else None
+    try:
+        res = await d.intake.submit(result)
+    except Exception as e:
+        log.error("intake not stored", extra={"reason": f"{type(e).__name__}: {e}"})
+        return _error(503, "server", "storage unavailable; nothing was stored, please retry",
+                      {"Retry-After": "10"})
+    if res.duplicate:
+        d.metrics.duplicate("webhook")
+        return web.json_response({"id": res.lead_id, "status": "duplicate"}, status=200)
+    d.metrics.lead_received("webhook")
+    d.worker.kick()
+    return web.json_response({"id": res.lead_id, "status": "received"}, status=202)
+
+
+def require_admin(request: web.Request) -> web.Response | None:
+    token = request.app[DAEMON].config.secrets.admin_token
+    if not token:
+        return _error(403, "Authorization",
+                      "admin API disabled: set LEADBOX_ADMIN_TOKEN and send 'Authorization: Bearer <token>'")
+    if not bearer_ok(request.headers.get("Authorization"), token):
+        return _error(401, "Authorization", "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+    return None
+
+
+def lead_json(lead: Lead, labels: Any) -> dict[str, Any]:
+    cat = lead.category.value if lead.category else None
+    pri = lead.priority.value if lead.priority else None
+    return {
+        "id": lead.id, "state": lead.state.value, "category": cat,
+        "category_label": labels.categories.get(cat) if cat else None,
+        "priority": pri, "priority_label": labels.priorities.get(pri) if pri else None,
+        "priority_rule": lead.priority_rule, "summary": lead.summary, "language": lead.language,
+        "confidence": lead.confidence, "classifier": lead.classifier,
+        "needs_reclassify": lead.needs_reclassify,
+        "name": lead.name, "email": lead.email, "phone": lead.phone, "company": lead.company,
+        "source": lead.source, "metadata": lead.metadata, "intake": lead.intake,
+        "subject": lead.subject, "message": lead.message,
+        "created_at": lead.created_at.isoformat(), "updated_at": lead.updated_at.isoformat(),
+        "attempts": lead.attempts, "last_error": lead.last_error, "skip_reason": lead.skip_reason,
+        "mirror_status": lead.mirror_status,
+        "reply": {
+            "status": lead.reply_status, "reason": lead.reply_reason,
+            "message_id": lead.reply_message_id,
+            "replied_at": lead.replied_at.isoformat() if lead.replied_at else None,
+        },
+        "interactions": [
+            {"intake": i.intake, "message": i.message, "subject": i.subject,
+             "received_at": i.received_at.isoformat()} for i in lead.interactions
+        ],
+    }
+
+
+async def get_lead(request: web.Request) -> web.Response:
+    if (denied := require_admin(request)) is not None:
+        return denied
+    d = request.app[DAEMON]
+    lead = await d.store.get(request.match_info["id"])
+    if lead is None:
+        return _error(404, "id", "no lead with this id")
+    return web.json_response(lead_json(lead, d.config.settings.labels))
+
+
+_FILTERS = {
+    "status": {"received", "classified", "saved", "mirrored", "replied", "skipped", "failed"},
+    "category": {"sales", "support", "info", "spam"},
+    "priority": {"high", "medium", "low"},
+}
+
+
+async def list_leads(request: web.Request) -> web.Response:
+    if (denied := require_admin(request)) is not None:
+        return denied
+    d = request.app[DAEMON]
+    q = request.query
+    errors = [FieldError(k, f"must be one of {sorted(v)}") for k, v in _FILTERS.items()
+              if q.get(k) and q[k] not in v]
+    limit = 50
+    if "limit" in q:
+        try:
+            limit = int(q["limit"])
+            if not 1 <= limit <= 500:
+                raise ValueError
+        except ValueError:
+            errors.append(FieldError("limit", "must be a whole number from 1 to 500"))
+    cursor = q.get("cursor") or None
+    if cursor and (len(cursor) > 64 or not cursor.isalnum()):
+        errors.append(FieldError("cursor", "is not a cursor returned by this API"))
+    if errors:
+        return _errors(422, errors)
+    leads, nxt = await d.store.list(state=q.get("status"), category=q.get("category"),
+                                    priority=q.get("priority"), limit=limit, cursor=cursor)
+    labels = d.config.settings.labels
+    return web.json_response({"leads": [lead_json(x, labels) for x in leads], "next_cursor": nxt})
+
+
+async def retry_lead(request: web.Request) -> web.Response:
+    if (denied := require_admin(request)) is not None:
+        return denied
+    d = request.app[DAEMON]
+    n = await d.store.retry(request.match_info["id"])
+    if not n:
+        return _error(409, "id", "no failed lead with this id")
+    d.worker.kick()
+    return web.json_response({"id": request.match_info["id"], "status": "queued"}, status=202)
+
+
+async def poll_inbox(request: web.Request) -> web.Response:
+    if (denied := require_admin(request)) is not None:
+        return denied
+    d = request.app[DAEMON]
+    if d.inbox is None:
+        return _error(409, "inbox", "the inbox is not enabled (inbox.enabled = true)")
+    d.trigger_poll()
+    return web.json_response({"status": "poll scheduled"}, status=202)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    d = request.app[DAEMON]
+    report = await d.readiness()
+    return web.json_response(report, status=200 if report["status"] == "ok" else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    d = request.app[DAEMON]
+    await d.refresh_gauges()
+    payload, ctype = d.metrics.render()
+    resp = web.Response(body=payload)
+    resp.headers["Content-Type"] = ctype
+    return resp
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(text=json.dumps(OPENAPI), content_type="application/json")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/leads", post_lead)
+    app.router.add_get("/leads", list_leads)
+    app.router.add_get("/leads/{id}", get_lead)
+    app.router.add_post("/leads/{id}/retry", retry_lead)
+    app.router.add_post("/inbox/poll", poll_inbox)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)

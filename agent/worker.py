@@ -1,0 +1,163 @@
+"""The worker: claims due leads in bounded batches and drives each through STEPS.
+
+Failures of a step are retried with exponential backoff and jitter; after
+``max_attempts`` the lead is ``failed`` with its last error kept (a human can
+``leadbox leads retry``). An unexpected exception is treated like a transient
+failure with its traceback kept, so the loop never dies and never drops a lead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from agent.config import WorkerConfig
+from agent.errors import PermanentError, TransientError
+from agent.models import FINAL_STATES, Lead, State
+from agent.pipeline import STEPS, Services, Step
+
+log = logging.getLogger("leadbox.worker")
+
+
+def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None = None,
+                  rng: random.Random | None = None) -> float:
+    """Seconds before the next attempt: base * 2^(attempt-1), capped, with 50-100% jitter."""
+    if retry_after is not None and retry_after > 0:
+        return min(retry_after, cap)
+    raw = min(cap, base * (2 ** max(attempt - 1, 0)))
+    return raw * (0.5 + 0.5 * (rng or random).random())
+
+
+class Worker:
+    def __init__(self, svc: Services, cfg: WorkerConfig, steps: Sequence[Step] = STEPS) -> None:
+        self.svc, self.cfg, self.steps = svc, cfg, list(steps)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
+        self._running = False
+        self._again = False
+        self._stopping = False
+        self._sem = asyncio.Semaphore(cfg.concurrency)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.processed = 0
+
+    # -- scheduling -----------------------------------------------------
+    def kick(self) -> None:
+        """Start a sweep now (new intake) unless one runs; a running sweep loops again."""
+        if self._stopping:
+            return
+        if self._running:
+            self._again = True
+            return
+        task = asyncio.get_running_loop().create_task(self.sweep())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def sweep(self) -> int:
+        """Drain due work in batches; the scheduler calls this periodically as the safety net."""
+        if self._running or self._stopping:
+            self._again = True
+            return 0
+        self._running = True
+        done = 0
+        try:
+            while not self._stopping:
+                self._again = False
+                leads = await self.svc.store.claim(self.cfg.batch_size, self.owner, self.cfg.lease_seconds)
+                if not leads:
+                    if self._again:
+                        continue
+                    break
+                await asyncio.gather(*(self._guarded(lead) for lead in leads))
+                done += len(leads)
+                await asyncio.sleep(0)  # let intake run between batches
+        except Exception:
+            log.exception("worker sweep failed; will retry on the next tick")
+        finally:
+            self._running = False
+        return done
+
+    async def stop(self, grace: float) -> None:
+        """No new batches; wait up to ``grace`` for in-flight leads (their leases keep them safe)."""
+        self._stopping = True
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for t in still:
+                t.cancel()
+            if still:
+                await asyncio.wait(still, timeout=1)
+
+    @property
+    def busy(self) -> bool:
+        return self._running
+
+    # -- one lead -------------------------------------------------------
+    async def _guarded(self, lead: Lead) -> None:
+        async with self._sem:
+            await self.process(lead)
+
+    async def process(self, lead: Lead) -> None:
+        store, metrics = self.svc.store, self.svc.metrics
+        for step in self.steps:
+            if lead.state is not step.applies_to:
+                continue
+            t0 = time.perf_counter()
+            try:
+                await step.run(lead, self.svc)
+            except TransientError as e:
+                await self._retry(lead, step.name, str(e), e.retry_after)
+                return
+            except PermanentError as e:
+                await self._fail(lead, step.name, str(e))
+                return
+            except asyncio.CancelledError:
+                await store.update(lead, release=True)
+                raise
+            except Exception as e:  # a bug or an unexpected reply: keep the traceback, retry
+                tb = traceback.format_exc(limit=5)
+                log.error("step crashed", extra={"lead_id": lead.id, "state": lead.state.value,
+                                                 "reason": f"{step.name}: {type(e).__name__}"})
+                await self._retry(lead, step.name, f"{type(e).__name__}: {e}\n{tb}", None)
+                return
+            finally:
+                if metrics is not None:
+                    metrics.observe_step(step.name, time.perf_counter() - t0)
+            if step.name == "classify":  # keep a paid classification even if we crash next
+                await store.update(lead)
+        lead.attempts = 0 if lead.state in FINAL_STATES and lead.state is not State.FAILED else lead.attempts
+        await store.update(lead, release=True)
+        self.processed += 1
+        if metrics is not None and lead.state in FINAL_STATES:
+            metrics.lead_processed(lead.state.value, lead.category.value if lead.category else "none")
+        log.info("lead done", extra={"lead_id": lead.id, "state": lead.state.value,
+                                     "category": lead.category.value if lead.category else None,
+                                     "intake": lead.intake, "reason": lead.skip_reason})
+
+    async def _retry(self, lead: Lead, step: str, error: str, retry_after: float | None) -> None:
+        lead.attempts += 1
+        lead.last_error = f"{step}: {error}"
+        if self.svc.metrics is not None:
+            self.svc.metrics.retry(step)
+        if lead.attempts >= self.cfg.max_attempts:
+            await self._fail(lead, step, error)
+            return
+        delay = backoff_delay(lead.attempts, self.cfg.backoff_base, self.cfg.backoff_max, retry_after)
+        log.warning("step failed, will retry", extra={
+            "lead_id": lead.id, "state": lead.state.value, "reason": lead.last_error[:300],
+            "duration_ms": int(delay * 1000)})
+        await self.svc.store.update(lead, release=True, next_attempt_at=time.time() + delay)
+
+    async def _fail(self, lead: Lead, step: str, error: str) -> None:
+        lead.last_error = f"{step}: {error}"
+        lead.state = State.FAILED
+        if self.svc.metrics is not None:
+            self.svc.metrics.failure(step)
+            self.svc.metrics.lead_processed("failed", lead.category.value if lead.category else "none")
+        log.error("lead failed", extra={"lead_id": lead.id, "reason": lead.last_error[:300]})
+        await self.svc.store.update(lead, release=True)
