@@ -140,7 +140,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_parse_email(args: argparse.Namespace) -> int:
     from agent.email_parse import main_parse_email
 
-    return main_parse_email(args.file)
+    config = _config(args)
+    own = config.own_addresses
+    return main_parse_email(args.file, own_addresses=own,
+                            own_domains=frozenset({config.message_id_domain}))
 
 
 def cmd_poll_once(args: argparse.Namespace) -> int:

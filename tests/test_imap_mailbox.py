@@ -9,7 +9,6 @@ import pytest
 
 from agent.errors import NeedsCredentials, TransientError
 from agent.imap_mailbox import ImapMailbox
-from tests.fixtures.mailservers import *  # noqa: F403
 from tests.fixtures.mailservers import DovecotServer
 
 

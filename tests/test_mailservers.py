@@ -10,7 +10,6 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from tests.fixtures.mailservers import *  # noqa: F403
 from tests.fixtures.mailservers import DovecotServer, SmtpServer
 
 
