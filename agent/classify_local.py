@@ -426,12 +426,12 @@ def summarize(text: str, limit: int = SUMMARY_MAX) -> str:
     candidates = [s.strip() for s in _SENTENCE_RE.split(flat) if s and s.strip()]
     chosen = ""
     for sentence in candidates:
-        stripped = _GREETING_RE.sub("", sentence).strip(" ,.;:—–-")
+        stripped = _GREETING_RE.sub("", sentence).lstrip(" ,.;:—–-").rstrip(" ,;:—–-")
         if len(_WORD_RE.findall(fold(stripped))) >= 3:
             chosen = stripped
             break
     if not chosen:
-        chosen = _GREETING_RE.sub("", candidates[0]).strip(" ,.;:—–-") or candidates[0]
+        chosen = _GREETING_RE.sub("", candidates[0]).lstrip(" ,.;:—–-").rstrip(" ,;:—–-") or candidates[0]
     chosen = " ".join(chosen.split())
     if chosen and chosen[0].islower():
         chosen = chosen[0].upper() + chosen[1:]

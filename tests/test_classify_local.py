@@ -1,0 +1,111 @@
+"""The offline classifier: targets on the dev set, determinism, languages, contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.classify_local import LocalClassifier, detect_language, summarize
+from agent.evaluation import evaluate, load_jsonl
+from agent.models import Category
+
+DEV = Path("/work/shared/data/leads-dev.jsonl")
+clf = LocalClassifier()
+
+
+@pytest.mark.skipif(not DEV.exists(), reason="dev set not available")
+def test_dev_set_targets() -> None:
+    loaded = load_jsonl(str(DEV))
+    assert not loaded.errors and len(loaded.rows) >= 100
+    report = evaluate(loaded.rows, clf)
+    assert report["accuracy"] >= 0.90, report["misclassified"]
+    assert report["per_category"]["spam"]["precision"] >= 0.98, report["confusion"]
+
+
+@pytest.mark.skipif(not DEV.exists(), reason="dev set not available")
+def test_language_detection_on_dev_set() -> None:
+    rows = load_jsonl(str(DEV)).rows
+    right = sum(detect_language(r.message) == r.language for r in rows)
+    assert right / len(rows) >= 0.95
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("Hola, ¿cuál es el horario de la oficina?", "es"),
+        ("Necesitamos ayuda con el servidor, no responde desde ayer", "es"),
+        ("Could you tell me where your office is located?", "en"),
+        ("The dashboard is not loading for our team", "en"),
+        ("Olá, vocês têm escritório em Lisboa?", "pt"),
+        ("Não consigo acessar minha conta desde ontem", "pt"),
+    ],
+)
+def test_language_detection(text: str, lang: str) -> None:
+    assert detect_language(text) == lang
+    assert clf.classify_sync(text).language == lang
+
+
+# Borderline rules of the spec, written fresh (not copied from the dev set).
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("We are already customers and would like to upgrade to the premium plan. Can you send pricing?", "sales"),
+        ("Quiero cancelar la suscripción a partir del mes que viene.", "support"),
+        ("Could you send me a copy of last month's invoice?", "support"),
+        ("I'm a journalist at TechDaily. How much do automation projects cost? It's for an article.", "info"),
+        ("Somos una asociación y nos gustaría proponerles un acuerdo de referidos sin coste.", "info"),
+        ("Hola, ¿están contratando? Les envío mi portfolio de diseñadora UX.", "info"),
+        ("Hello, I'm a freelance web developer. I can redesign your website for only $199.", "spam"),
+        ("Attached is your invoice #88231. Please review and pay via the secure link: http://invoice-pay.xyz/pay", "spam"),
+        ("URGENTE: la web está caída y no carga nada", "support"),
+        ("qwqwqw zxzxzx kjkjkj", "spam"),
+    ],
+)
+def test_borderline_rules(text: str, category: str) -> None:
+    assert clf.classify_sync(text).category == category, clf.explain(text).fired
+
+
+def test_unsure_is_not_spam() -> None:
+    # One weak promotional word must not hide a real lead.
+    result = clf.classify_sync("¿Tienen alguna oferta para ONGs? Queremos una web nueva.")
+    assert result.category is Category.SALES
+
+
+def test_deterministic() -> None:
+    text = "Buenas, quiero cotizar un sistema de inventario. Gracias"
+    first = clf.classify_sync(text)
+    assert all(LocalClassifier().classify_sync(text) == first for _ in range(5))
+
+
+async def test_async_matches_sync() -> None:
+    text = "My invoice shows a double charge for November."
+    assert await clf.classify(text) == clf.classify_sync(text)
+    assert clf.state() == {"backend": "local"}
+
+
+def test_summary_skips_greeting_and_is_one_line() -> None:
+    text = "Hola equipo,\n\nla tienda online está caída desde las 9. No carga nada.\nSaludos"
+    assert summarize(text) == "La tienda online está caída desde las 9."
+    long = "palabra " * 300
+    out = summarize(long)
+    assert len(out) <= 200 and out.endswith("…")
+    assert summarize("") == ""
+
+
+def test_subject_counts() -> None:
+    result = clf.classify_sync("Hola, ¿me ayudan con esto?", subject="Solicitud de presupuesto")
+    assert result.category is Category.SALES
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=600), st.one_of(st.none(), st.text(max_size=80)))
+def test_contract_holds_for_any_text(text: str, subject: str | None) -> None:
+    result = clf.classify_sync(text, subject)
+    assert result.category in set(Category)
+    assert len(result.summary) <= 200 and "\n" not in result.summary
+    assert result.language in {"es", "en", "pt"}
+    assert 0.0 <= result.confidence <= 1.0
+    assert result.classifier == "local" and not result.needs_reclassify
