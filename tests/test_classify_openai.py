@@ -21,7 +21,6 @@ from agent.classify_openai import (
     neutralise,
 )
 from agent.models import Category
-from tests.fixtures.openai_fake import *  # noqa: F403 - fixtures, until tests/conftest.py registers the plugin
 from tests.fixtures.openai_fake import FakeOpenAIServer, lead_text
 
 SALES_TEXT = "Hola, necesito un presupuesto para una tienda online con 300 productos."

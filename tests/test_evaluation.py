@@ -9,7 +9,6 @@ import pytest
 
 from agent.classify_local import LocalClassifier
 from agent.evaluation import evaluate, format_report, load_jsonl, run_eval, score
-from tests.fixtures.openai_fake import *  # noqa: F403 - fixtures, until tests/conftest.py registers the plugin
 from tests.fixtures.openai_fake import FakeOpenAIServer
 
 
