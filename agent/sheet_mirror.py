@@ -505,12 +505,18 @@ class SheetMirror:
             self._set_state("ok", None)
 
     def _failure(self, exc: BaseException) -> _Failure:
+        """Classify; anything unexpected counts as transient with an unknown outcome.
+
+        The flush task must never die on a surprise (a waiter would hang for
+        ever), and "unknown outcome" makes the next attempt check the ids first.
+        """
         failure = _classify(exc, client_email=self._client_email, spreadsheet=self._key)
-        if failure is None:
-            if isinstance(exc, gspread.WorksheetNotFound):
-                return _Failure(_Kind.NOT_FOUND, f"sheets: worksheet {self._worksheet_name!r} not found")
-            raise exc
-        return failure
+        if failure is not None:
+            return failure
+        if isinstance(exc, gspread.WorksheetNotFound):
+            return _Failure(_Kind.NOT_FOUND, f"sheets: worksheet {self._worksheet_name!r} not found")
+        log.error("sheets: unexpected %s", type(exc).__name__, exc_info=exc)
+        return _Failure(_Kind.TRANSIENT, f"sheets: unexpected {type(exc).__name__}", uncertain=True)
 
     async def start(self) -> None:
         """Open the sheet, create the worksheet and header if missing, read the ids present.
@@ -662,9 +668,9 @@ class SheetMirror:
     # ----- other port methods -------------------------------------------
     async def known_emails(self) -> set[str]:
         """Normalized (trimmed, lower-cased) addresses in the sheet's email column, read once."""
-        if "email" not in self._columns and "email" not in [h.strip().lower() for h in self._header]:
-            raise ConfigError("sheets.import_existing needs an \"email\" column in sheets.columns")
         await self._ensure_open(prepare=True)
+        if self._column_position("email") is None:
+            raise ConfigError("sheets.import_existing needs an \"email\" column in the sheet or in sheets.columns")
         try:
             values = await self._call(self._read_column_sync, "email")
         except Exception as exc:

@@ -502,3 +502,11 @@ def test_columns_must_be_known_and_include_id(service_account_info: dict[str, st
         SheetMirror(credentials_info=service_account_info, spreadsheet="k", columns=["id", "shoe_size"])
     with pytest.raises(ConfigError, match="id"):
         SheetMirror(credentials_info=service_account_info, spreadsheet="k", columns=["name"])
+
+
+async def test_known_emails_without_an_email_column_is_a_config_error(
+    make_mirror: MirrorFactory, fresh_sheets: SheetsFake
+) -> None:
+    m = make_mirror(columns=["id", "name"])
+    with pytest.raises(ConfigError, match="email"):
+        await m.known_emails()
