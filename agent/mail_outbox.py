@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ class OutboxTransport:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sent = 0
 
-    def _write(self, msg: EmailMessage) -> None:
+    def _write(self, msg: EmailMessage) -> Path:
         final = self.dir / _file_name(str(msg["Message-ID"]))
         tmp = final.with_suffix(".tmp")
         data = msg.as_bytes()
@@ -37,11 +38,14 @@ class OutboxTransport:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, final)
+        return tmp
 
-    async def send(self, msg: EmailMessage) -> None:
+    async def send(self, msg: EmailMessage, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
         try:
-            await asyncio.to_thread(self._write, msg)
+            tmp = await asyncio.to_thread(self._write, msg)
+            if before_commit is not None:
+                await before_commit()
+            os.replace(tmp, tmp.with_suffix(".eml"))
         except OSError as e:
             raise TransientError(f"outbox: cannot write to {self.dir}: {e.strerror}") from None
         self.sent += 1

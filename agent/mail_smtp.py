@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from typing import Any
 
@@ -30,24 +31,33 @@ class SmtpTransport:
         self._tls = ssl.create_default_context(cafile=ca_file or None)
         self._state: dict[str, Any] = {"state": "unknown"}
 
-    async def send(self, msg: EmailMessage) -> None:
+    async def _deliver(self, msg: EmailMessage, before_commit: Callable[[], Awaitable[None]] | None) -> None:
+        rcpts = [a.addr_spec for a in msg["To"].addresses]
+        data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host, port=self.port, use_tls=self.security == "tls",
+            start_tls=self.security == "starttls", tls_context=self._tls, timeout=self.timeout)
+        async with smtp:
+            await smtp.login(self._username, self._password)
+            await smtp.mail(self.from_address)
+            for rcpt in rcpts:
+                await smtp.rcpt(rcpt)
+            if before_commit is not None:
+                await before_commit()  # everything up to here is safe to repeat
+            await smtp.data(data)
+
+    async def send(self, msg: EmailMessage, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
         try:
-            await aiosmtplib.send(
-                msg, sender=self.from_address, hostname=self.host, port=self.port,
-                use_tls=self.security == "tls", start_tls=self.security == "starttls",
-                tls_context=self._tls, username=self._username, password=self._password,
-                timeout=self.timeout,
-            )
+            await self._deliver(msg, before_commit)
         except aiosmtplib.SMTPAuthenticationError:
             self._state = {"state": "needs_credentials", "since": time.time(),
                            "reason": "SMTP login refused: check EMAIL_USER / EMAIL_PASS (an app password for Gmail)"}
             raise TransientError("smtp: login refused (needs credentials)", retry_after=300) from None
-        except aiosmtplib.SMTPRecipientsRefused as e:
-            codes = [r.code for r in e.recipients]
+        except aiosmtplib.SMTPRecipientRefused as e:
             self._state = {"state": "ok"}
-            if codes and all(c >= 500 for c in codes):
-                raise PermanentError(f"smtp: recipient refused ({codes[0]})") from None
-            raise TransientError(f"smtp: recipient deferred ({codes})") from None
+            if e.code >= 500:
+                raise PermanentError(f"smtp: recipient refused ({e.code})") from None
+            raise TransientError(f"smtp: recipient deferred ({e.code})") from None
         except aiosmtplib.SMTPResponseException as e:
             if e.code >= 500 and e.code not in (530, 535, 554):
                 raise PermanentError(f"smtp: refused with {e.code}") from None

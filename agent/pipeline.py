@@ -149,7 +149,7 @@ class Reply:
             return
         mid = reply_message_id(lead, policy.domain)
         prior = await store.reply_begin(lead.id, lead.email_norm, mid)
-        if prior == "sending":
+        if prior == "committing":  # interrupted at the point of no return
             known = await svc.transport.was_sent(mid)
             if known is None:
                 await store.reply_done(lead.id, "uncertain")
@@ -166,8 +166,12 @@ class Reply:
                 domain=policy.domain, category_label=policy.category_labels.get(lead.category or "", ""),
                 include_summary=policy.include_summary,
             )
+
+            async def committing() -> None:
+                await store.reply_done(lead.id, "committing")
+
             try:
-                await svc.transport.send(msg)
+                await svc.transport.send(msg, before_commit=committing)
             except (TransientError, PermanentError):
                 await store.reply_done(lead.id, "retry")
                 raise

@@ -6,7 +6,7 @@ systems, never aiohttp, imapclient, openai, gspread or smtplib.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -56,8 +56,12 @@ class MailTransport(Protocol):
 
     name: str
 
-    async def send(self, msg: EmailMessage) -> None:
-        """Raise TransientError (server down, 4xx) or PermanentError (5xx on the recipient)."""
+    async def send(self, msg: EmailMessage, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Raise TransientError (server down, 4xx) or PermanentError (5xx on the recipient).
+
+        ``before_commit`` is awaited right before the point of no return (SMTP DATA,
+        the outbox rename): a crash before it means the reply certainly did not go out.
+        """
         ...
 
     async def was_sent(self, message_id: str) -> bool | None:

@@ -383,9 +383,9 @@ class SqliteStore:
     async def reply_begin(self, lead_id: str, to_addr: str, message_id: str) -> str | None:
         def work(db: sqlite3.Connection) -> str | None:
             r = db.execute("SELECT status FROM replies WHERE lead_id = ?", (lead_id,)).fetchone()
-            if r is not None and r[0] != "retry":
+            if r is not None and r[0] not in ("retry", "sending"):
                 return str(r[0])
-            if r is not None:  # an earlier attempt failed before sending: safe to send again
+            if r is not None:  # an earlier attempt stopped before the point of no return: send again
                 db.execute("UPDATE replies SET status = 'sending', message_id = ? WHERE lead_id = ?",
                            (message_id, lead_id))
                 return None
@@ -401,7 +401,7 @@ class SqliteStore:
 
     async def replies_since(self, to_addr: str | None, since: datetime, exclude_lead: str = "") -> int:
         def work() -> int:
-            q = "SELECT count(*) FROM replies WHERE created_at >= ? AND status IN ('sent','sending','uncertain') AND lead_id != ?"
+            q = "SELECT count(*) FROM replies WHERE created_at >= ? AND status IN ('sent','sending','committing','uncertain') AND lead_id != ?"
             args: tuple[Any, ...] = (since.timestamp(), exclude_lead)
             if to_addr is not None:
                 q += " AND to_addr = ?"
@@ -438,3 +438,15 @@ class SqliteStore:
     async def is_known_contact(self, email_norm: str) -> bool:
         return await self._run(lambda: self.db.execute(
             "SELECT 1 FROM known_emails WHERE email_norm = ?", (email_norm,)).fetchone() is not None)
+
+    # -- leadership -----------------------------------------------------
+    async def try_acquire_leadership(self, name: str) -> bool:
+        """Always True: one process owns a SQLite file, so it leads every mailbox.
+
+        (PostgresStore elects one replica per name with an advisory lock; the
+        inbox poller calls this before every poll with either store.)
+        """
+        return True
+
+    async def release_leadership(self, name: str) -> None:
+        """Nothing to release: there is no one else to hand over to."""
