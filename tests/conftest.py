@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.openai_fake",
     "tests.fixtures.sheets_fake",
     "tests.fixtures.daemon",
+    "tests.fixtures.postgres",
 ]
