@@ -145,7 +145,7 @@ class Daemon:
             ),
             mirror=mirror, mirror_wait=s.sheets.flush_seconds + s.sheets.timeout, metrics=self.metrics,
         )
-        self.worker = Worker(self.svc, s.worker)
+        self.worker = Worker(self.svc, s.worker, busy_intake=self.intake.busy)
         if mirror is not None:
             try:
                 await mirror.start()

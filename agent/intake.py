@@ -8,6 +8,7 @@ so throughput grows with load instead of paying one commit per request.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from agent.models import IntakeResult, LeadIn
@@ -20,8 +21,18 @@ class IntakeBatcher:
         self.max_batch = max_batch
         self._pending: list[tuple[LeadIn, asyncio.Future[IntakeResult]]] = []
         self._flushing = False
+        self._window_start = 0.0
+        self._window_count = 0
+
+    def busy(self) -> bool:
+        """True while requests arrive faster than ~200/s (the worker then yields)."""
+        return time.monotonic() - self._window_start < 0.5 and self._window_count >= 100
 
     async def submit(self, item: LeadIn) -> IntakeResult:
+        now = time.monotonic()
+        if now - self._window_start > 0.5:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[IntakeResult] = loop.create_future()
         self._pending.append((item, fut))

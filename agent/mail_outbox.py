@@ -42,9 +42,9 @@ class OutboxTransport:
 
     async def send(self, msg: EmailMessage, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
         try:
+            # No before_commit: the rename is atomic and was_sent() can see its result,
+            # so a retry after a crash knows exactly whether the reply exists.
             tmp = await asyncio.to_thread(self._write, msg)
-            if before_commit is not None:
-                await before_commit()
             os.replace(tmp, tmp.with_suffix(".eml"))
         except OSError as e:
             raise TransientError(f"outbox: cannot write to {self.dir}: {e.strerror}") from None

@@ -21,6 +21,7 @@ from agent.loop_guard import reply_block_reason
 from agent.models import Category, Lead, State
 from agent.ports import Classifier, MailTransport, Mirror, Store
 from agent.priority import PriorityRules
+from agent.text_clean import strip_quotes_and_signature
 
 log = logging.getLogger("leadbox.pipeline")
 
@@ -71,6 +72,9 @@ class Classify:
     async def run(self, lead: Lead, svc: Services) -> None:
         blocked = reply_block_reason(lead.email_norm, lead.auto_headers, own_addresses=svc.reply.own_addresses)
         clf = svc.local_classifier if blocked else svc.classifier
+        if lead.clean_text is None and lead.intake == "webhook":
+            cleaned = strip_quotes_and_signature(lead.message)  # here, not in intake: keeps the webhook fast
+            lead.clean_text = cleaned if cleaned != lead.message else None
         c = await clf.classify(lead.text_for_classifier, subject=lead.subject)
         lead.category, lead.summary, lead.language = c.category, c.summary, c.language
         lead.confidence, lead.classifier = c.confidence, c.classifier
@@ -149,6 +153,8 @@ class Reply:
             return
         mid = reply_message_id(lead, policy.domain)
         prior = await store.reply_begin(lead.id, lead.email_norm, mid)
+        if prior == "resumed":  # interrupted earlier: the transport may know it went out already
+            prior = "sent" if await svc.transport.was_sent(mid) else None
         if prior == "committing":  # interrupted at the point of no return
             known = await svc.transport.was_sent(mid)
             if known is None:
@@ -175,7 +181,7 @@ class Reply:
             except (TransientError, PermanentError):
                 await store.reply_done(lead.id, "retry")
                 raise
-        await store.reply_done(lead.id, "sent")
+        # The ledger row is closed ("sent") with the lead's final update, in one transaction.
         lead.reply_status, lead.reply_message_id = "sent", mid
         lead.replied_at = lead.replied_at or now
         lead.state = State.REPLIED

@@ -124,7 +124,12 @@ class Store(Protocol):
         ...
 
     async def reply_begin(self, lead_id: str, to_addr: str, message_id: str) -> str | None:
-        """Record the intent to send a reply; returns the prior status if one exists."""
+        """Record the intent to send a reply.
+
+        Returns None for a fresh row, "resumed" when an earlier attempt stopped before the
+        point of no return (row reset to 'sending'), else the final prior status
+        ("sent", "committing", "uncertain").
+        """
         ...
 
     async def reply_done(self, lead_id: str, status: str) -> None: ...

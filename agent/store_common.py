@@ -43,9 +43,10 @@ def ts(dt: float | None) -> datetime | None:
 def insert_values(item: LeadIn, lead_id: str, now: float) -> tuple[Any, ...]:
     return (
         lead_id, item.email_norm, item.email, item.name, item.message, item.intake, item.phone,
-        item.company, item.source, json.dumps(item.metadata, ensure_ascii=False), item.subject,
-        item.message_id, item.in_reply_to, item.references, item.clean_text,
-        json.dumps(item.auto_headers, ensure_ascii=False), State.RECEIVED.value, now, now, now,
+        item.company, item.source, json.dumps(item.metadata, ensure_ascii=False) if item.metadata else "{}",
+        item.subject, item.message_id, item.in_reply_to, item.references, item.clean_text,
+        json.dumps(item.auto_headers, ensure_ascii=False) if item.auto_headers else "{}",
+        State.RECEIVED.value, now, now, now,
     )
 
 

@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from agent.errors import ConfigError
 from agent.models import IntakeResult, Lead, LeadIn
 from agent.store_common import (
-    ACTIVE_STATES,
     INSERT_COLUMNS,
     UPDATE_COLUMNS,
     insert_values,
@@ -66,9 +65,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX leads_due ON leads(next_attempt_at) WHERE {_ACTIVE};
     CREATE INDEX leads_state ON leads(state, id);
-    CREATE INDEX leads_category ON leads(category, id);
-    CREATE INDEX leads_priority ON leads(priority, id);
-    CREATE INDEX leads_mirror ON leads(id) WHERE mirror_status IN ('pending','error');
+    CREATE INDEX leads_mirror ON leads(id) WHERE mirror_status IN ('pending','error') AND state IN ('mirrored','replied','skipped','failed');
     CREATE INDEX leads_reclassify ON leads(id) WHERE needs_reclassify = 1;
     CREATE TABLE interactions (
       id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -207,6 +204,16 @@ class SqliteStore:
     async def intake_many(self, items: Sequence[LeadIn]) -> list[IntakeResult]:
         def work(db: sqlite3.Connection) -> list[IntakeResult]:
             now = time.time()
+            emails = {item.email_norm for item in items}
+            if len(emails) == len(items):
+                # Fast path: one executemany; if every row went in, all are new leads.
+                ids = [new_id(now) for _ in items]
+                before = db.total_changes
+                db.executemany(self._INSERT, [insert_values(it, i, now) for it, i in zip(items, ids, strict=True)])
+                if db.total_changes - before == len(items):
+                    return [IntakeResult(i, duplicate=False) for i in ids]
+                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
             return [self._intake_one(db, item, now) for item in items]
         return await self._run(self._tx, work)
 
@@ -293,12 +300,19 @@ class SqliteStore:
         + ", lease_until = CASE WHEN ? THEN NULL ELSE lease_until END WHERE id = ?"
     )
 
-    async def update(self, lead: Lead, *, release: bool = False, next_attempt_at: float | None = None) -> None:
-        def work() -> None:
+    async def update(
+        self, lead: Lead, *, release: bool = False, next_attempt_at: float | None = None,
+        ledger_status: str | None = None,
+    ) -> None:
+        """Persist the lead; ``ledger_status`` also closes its reply-ledger row in the same transaction."""
+        def work(db: sqlite3.Connection) -> None:
             now = time.time()
             vals = update_values(lead, now if next_attempt_at is None else next_attempt_at, now)
-            self.db.execute(self._UPDATE, (*vals, release, release, lead.id))
-        await self._run(work)
+            db.execute(self._UPDATE, (*vals, release, release, lead.id))
+            if ledger_status is not None:
+                db.execute("UPDATE replies SET status = ?, sent_at = ? WHERE lead_id = ?",
+                           (ledger_status, now, lead.id))
+        await self._run(self._tx, work)
 
     async def update_many(self, leads: Sequence[tuple[Lead, bool, float | None]]) -> None:
         """Several updates in one transaction (the worker's end-of-batch write)."""
@@ -385,10 +399,10 @@ class SqliteStore:
             r = db.execute("SELECT status FROM replies WHERE lead_id = ?", (lead_id,)).fetchone()
             if r is not None and r[0] not in ("retry", "sending"):
                 return str(r[0])
-            if r is not None:  # an earlier attempt stopped before the point of no return: send again
+            if r is not None:  # an earlier attempt stopped before the point of no return
                 db.execute("UPDATE replies SET status = 'sending', message_id = ? WHERE lead_id = ?",
                            (message_id, lead_id))
-                return None
+                return "resumed"
             db.execute(
                 "INSERT INTO replies (lead_id, to_addr, message_id, status, created_at) "
                 "VALUES (?, ?, ?, 'sending', ?)", (lead_id, to_addr, message_id, time.time()))
@@ -415,10 +429,9 @@ class SqliteStore:
             "SELECT * FROM leads WHERE needs_reclassify = 1 ORDER BY id LIMIT ?", (limit,))])
 
     async def mirror_pending(self, limit: int) -> list[Lead]:
-        states = ",".join(f"'{s}'" for s in ACTIVE_STATES[:2])
         return await self._run(lambda: [row_to_lead(r) for r in self.db.execute(
             "SELECT * FROM leads WHERE mirror_status IN ('pending','error') "
-            f"AND state NOT IN ({states}, 'saved') ORDER BY id LIMIT ?", (limit,))])
+            "AND state IN ('mirrored','replied','skipped','failed') ORDER BY id LIMIT ?", (limit,))])
 
     async def add_known_emails(self, emails: Sequence[str]) -> int:
         def work(db: sqlite3.Connection) -> int:

@@ -103,9 +103,6 @@ async def post_lead(request: web.Request) -> web.Response:
     if isinstance(result, list):
         d.metrics.http_request("post_lead", 422)
         return _errors(422, result)
-    if d.clean_text is not None:
-        cleaned = d.clean_text(result.message)
-        result.clean_text = cleaned if cleaned != result.message else None
     try:
         res = await d.intake.submit(result)
     except Exception as e:

@@ -15,7 +15,7 @@ import random
 import socket
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.config import WorkerConfig
@@ -36,8 +36,10 @@ def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | No
 
 
 class Worker:
-    def __init__(self, svc: Services, cfg: WorkerConfig, steps: Sequence[Step] = STEPS) -> None:
+    def __init__(self, svc: Services, cfg: WorkerConfig, steps: Sequence[Step] = STEPS,
+                 busy_intake: Callable[[], bool] = lambda: False) -> None:
         self.svc, self.cfg, self.steps = svc, cfg, list(steps)
+        self.busy_intake = busy_intake
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._running = False
         self._again = False
@@ -68,14 +70,21 @@ class Worker:
         try:
             while not self._stopping:
                 self._again = False
-                leads = await self.svc.store.claim(self.cfg.batch_size, self.owner, self.cfg.lease_seconds)
+                size = min(self.cfg.batch_size, 50) if self.busy_intake() else self.cfg.batch_size
+                leads = await self.svc.store.claim(size, self.owner, self.cfg.lease_seconds)
                 if not leads:
                     if self._again:
                         continue
                     break
+                t0 = time.monotonic()
                 await asyncio.gather(*(self._guarded(lead) for lead in leads))
                 done += len(leads)
-                await asyncio.sleep(0)  # let intake run between batches
+                # Intake has priority: while requests pour in, the worker takes at most
+                # about a fifth of the loop and drains the backlog once the burst ends.
+                if self.busy_intake():
+                    await asyncio.sleep(min(0.25, 4 * (time.monotonic() - t0)))
+                else:
+                    await asyncio.sleep(0)
         except Exception:
             log.exception("worker sweep failed; will retry on the next tick")
         finally:
@@ -128,10 +137,10 @@ class Worker:
             finally:
                 if metrics is not None:
                     metrics.observe_step(step.name, time.perf_counter() - t0)
-            if step.name == "classify":  # keep a paid classification even if we crash next
+            if step.name == "classify" and lead.classifier != "local":  # keep a paid classification
                 await store.update(lead)
-        lead.attempts = 0 if lead.state in FINAL_STATES and lead.state is not State.FAILED else lead.attempts
-        await store.update(lead, release=True)
+        ledger = "sent" if lead.state is State.REPLIED and lead.reply_status == "sent" else None
+        await store.update(lead, release=True, ledger_status=ledger)
         self.processed += 1
         if metrics is not None and lead.state in FINAL_STATES:
             metrics.lead_processed(lead.state.value, lead.category.value if lead.category else "none")

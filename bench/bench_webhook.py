@@ -1,0 +1,147 @@
+"""Webhook intake and end-to-end benchmark; figures go to bench/README.md.
+
+    .venv/bin/python bench/bench_webhook.py intake      # req/s, p50/p99 at 32 connections, vs bare aiohttp
+    .venv/bin/python bench/bench_webhook.py e2e -n 100000
+
+Needs `wrk` (Debian package). The daemon runs as users run it (`leadbox run`, worker on,
+SQLite + outbox + local classifier) in a temporary directory; rate limiting is off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+def start_daemon(tmp: Path, port: int, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "LEADBOX_HTTP__PORT": str(port), "LEADBOX_HTTP__RATE_LIMIT_PER_MINUTE": "0",
+           "LEADBOX_LOGGING__LEVEL": "WARNING", "LEADBOX_REPLY__TEMPLATES_DIR": str(ROOT / "config/templates"),
+           **(extra or {})}
+    p = subprocess.Popen([PY, "-m", "agent.cli", "run", "--config", str(ROOT / "config/agent.toml")],
+                         cwd=tmp, env=env, stdout=open(tmp / "daemon.log", "wb"), stderr=subprocess.STDOUT)
+    wait_port(port)
+    return p
+
+
+def wrk(port: int, seconds: int, conns: int, tag: str) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(ROOT / "bench/unique_leads.lua"),
+         f"http://127.0.0.1:{port}/leads", "--", tag], capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("JSON "))
+    d = json.loads(line[5:])
+    return {"rps": d["requests"] / (d["duration_us"] / 1e6), "p50_ms": d["p50_us"] / 1000,
+            "p99_ms": d["p99_us"] / 1000, "requests": d["requests"], "errors": d["errors"], "non2xx": d["non2xx"]}
+
+
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def intake(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="leadbox-bench-"))
+    port = free_port()
+    bare = subprocess.Popen([PY, str(ROOT / "bench/bare_server.py"), str(port)])
+    wait_port(port)
+    wrk(port, 2, args.connections, "warm")
+    ceiling = wrk(port, args.seconds, args.connections, "bare")
+    bare.terminate()
+    bare.wait()
+    port = free_port()
+    daemon = start_daemon(tmp, port)
+    wrk(port, 2, args.connections, "warm")
+    ours = wrk(port, args.seconds, args.connections, "ours")
+    daemon.terminate()
+    daemon.wait()
+    result = {"connections": args.connections, "seconds": args.seconds, "bare": ceiling, "leadbox": ours,
+              "ratio": ours["rps"] / ceiling["rps"]}
+    print(json.dumps(result, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def e2e(args: argparse.Namespace) -> None:
+    """POST n unique leads (as fast as intake takes them) and time until all are replied."""
+    tmp = Path(tempfile.mkdtemp(prefix="leadbox-e2e-"))
+    port = free_port()
+    daemon = start_daemon(tmp, port, {"LEADBOX_REPLY__WINDOW_HOURS": "0", "LEADBOX_REPLY__MAX_PER_HOUR": "0"})
+    t0 = time.time()
+    # wrk runs for as long as needed to send n requests at 32 connections.
+    done = 0
+    while done < args.n:
+        r = wrk(port, 2, 32, f"e2e{done}")
+        done += int(r["requests"])
+    db = tmp / "data" / "leadbox.db"
+    con = sqlite3.connect(db)
+    total = con.execute("SELECT count(*) FROM leads").fetchone()[0]
+    peak = 0.0
+    while True:
+        left = con.execute(
+            "SELECT count(*) FROM leads WHERE state NOT IN ('replied','skipped','failed')").fetchone()[0]
+        peak = max(peak, rss_mb(daemon.pid))
+        if left == 0:
+            break
+        time.sleep(0.5)
+    t1 = time.time()
+    peak = max(peak, rss_mb(daemon.pid))
+    times = [r[0] for r in con.execute("SELECT replied_at FROM leads WHERE replied_at IS NOT NULL ORDER BY replied_at")]
+    first = times[:10000]
+    last = times[-10000:]
+    rate_first = (len(first) - 1) / (first[-1] - first[0]) if len(first) > 1 else 0
+    rate_last = (len(last) - 1) / (last[-1] - last[0]) if len(last) > 1 else 0
+    daemon.terminate()
+    daemon.wait()
+    files = sum(1 for _ in (tmp / "data" / "outbox").glob("*.eml"))
+    print(json.dumps({
+        "leads": total, "replied": len(times), "eml_files": files, "wall_s": round(t1 - t0, 1),
+        "overall_leads_per_s": round(total / (t1 - t0)),
+        "replied_rate_first_10k": round(rate_first), "replied_rate_last_10k": round(rate_last),
+        "peak_rss_mb": round(peak, 1),
+    }, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("intake")
+    a.add_argument("--seconds", type=int, default=10)
+    a.add_argument("--connections", type=int, default=32)
+    b = sub.add_parser("e2e")
+    b.add_argument("-n", type=int, default=100_000)
+    args = p.parse_args()
+    intake(args) if args.cmd == "intake" else e2e(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+-- wrk script: POST /leads with a unique email per request (per thread counter + thread id).
+local counter = 0
+local tid = 0
+local threads = {}
+
+function setup(thread)
+  tid = tid + 1
+  thread:set("tid", tid)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  prefix = (args[1] or "run") .. "-" .. tid
+end
+
+request = function()
+  counter = counter + 1
+  local body = '{"name":"Bench ' .. counter .. '","email":"b' .. counter .. '-' .. prefix ..
+    '@bench.example","message":"Hola, quiero un presupuesto para una tienda online, gracias."}'
+  return wrk.format("POST", "/leads", {["Content-Type"] = "application/json"}, body)
+end
+
+done = function(summary, latency, requests)
+  io.write(string.format("JSON {\"requests\":%d,\"duration_us\":%d,\"errors\":%d,\"p50_us\":%d,\"p99_us\":%d,\"non2xx\":%d}\n",
+    summary.requests, summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), summary.errors.status))
+end
