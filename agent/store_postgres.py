@@ -46,7 +46,6 @@ from psycopg_pool import AsyncConnectionPool
 from agent.errors import ConfigError, TransientError
 from agent.models import IntakeResult, Lead, LeadIn
 from agent.store_common import (
-    ACTIVE_STATES,
     INSERT_COLUMNS,
     UPDATE_COLUMNS,
     insert_values,
@@ -93,9 +92,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX leads_due ON leads(next_attempt_at) WHERE {_ACTIVE};
     CREATE INDEX leads_state ON leads(state, id);
-    CREATE INDEX leads_category ON leads(category, id);
-    CREATE INDEX leads_priority ON leads(priority, id);
-    CREATE INDEX leads_mirror ON leads(id) WHERE mirror_status IN ('pending','error');
+    CREATE INDEX leads_mirror ON leads(id)
+      WHERE mirror_status IN ('pending','error') AND state IN ('mirrored','replied','skipped','failed');
     CREATE INDEX leads_reclassify ON leads(id) WHERE needs_reclassify = 1;
     CREATE TABLE interactions (
       id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -382,15 +380,24 @@ class PostgresStore:
         vals = update_values(lead, now if nxt is None else nxt, now)
         return (*vals, release, release, fence, lease, lead.id, fence, fence)
 
-    async def update(self, lead: Lead, *, release: bool = False, next_attempt_at: float | None = None) -> None:
-        """Persist a lead; from a lease holder that lost its lease, a no-op (the new holder owns it).
+    async def update(
+        self, lead: Lead, *, release: bool = False, next_attempt_at: float | None = None,
+        ledger_status: str | None = None,
+    ) -> None:
+        """Persist a lead; ``ledger_status`` also closes its reply-ledger row in the same transaction.
 
-        The fence stays armed after a refused write, so every later write of that stale
-        attempt is refused too; a successful release disarms it.
+        From a lease holder that lost its lease this is a no-op, ledger included: the new
+        holder owns the lead. The fence stays armed after a refused write, so every later
+        write of that stale attempt is refused too; a successful release disarms it.
         """
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(self._UPDATE, self._update_args(lead, release, next_attempt_at, time.time()))
-        if release and cur.rowcount:
+        args = self._update_args(lead, release, next_attempt_at, time.time())
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(self._UPDATE, args)
+            applied = cur.rowcount > 0
+            if applied and ledger_status is not None:
+                await conn.execute("UPDATE replies SET status = %s, sent_at = %s WHERE lead_id = %s",
+                                   (ledger_status, time.time(), lead.id))
+        if release and applied:
             self._claimed.pop(lead.id, None)
 
     async def update_many(self, leads: Sequence[tuple[Lead, bool, float | None]]) -> None:
@@ -490,8 +497,9 @@ class PostgresStore:
     async def reply_begin(self, lead_id: str, to_addr: str, message_id: str) -> str | None:
         """Record the intent to send; for a lead claimed here, only while we hold its lease.
 
-        A row left at 'retry' or 'sending' (an attempt stopped before its point of no
-        return) may be sent again; any other status is returned. Fencing makes "sending
+        None for a fresh row; "resumed" when a row left at 'retry' or 'sending' (an attempt
+        stopped before its point of no return) is reset to 'sending'; else the prior
+        status ("sent", "committing", "uncertain"). Fencing makes "sending
         again" safe across replicas: the replica that lost the lease can no longer reach
         'committing' (see reply_done), so only the current holder's send commits.
         """
@@ -508,9 +516,10 @@ class PostgresStore:
             assert r is not None
             if r["status"] not in ("retry", "sending"):
                 return str(r["status"])
+            # An earlier attempt stopped before its point of no return.
             await conn.execute("UPDATE replies SET status = 'sending', message_id = %s WHERE lead_id = %s",
                                (message_id, lead_id))
-            return None
+            return "resumed"
 
     async def reply_done(self, lead_id: str, status: str) -> None:
         """Set the ledger status; for a lead claimed here, only while we still hold its lease.
@@ -545,8 +554,8 @@ class PostgresStore:
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(
                 "SELECT * FROM leads WHERE mirror_status IN ('pending','error') "
-                "AND state NOT IN (%s, %s, 'saved') ORDER BY id LIMIT %s",
-                (ACTIVE_STATES[0], ACTIVE_STATES[1], limit))).fetchall()
+                "AND state IN ('mirrored','replied','skipped','failed') ORDER BY id LIMIT %s",
+                (limit,))).fetchall()
         return [row_to_lead(r) for r in rows]
 
     async def add_known_emails(self, emails: Sequence[str]) -> int:

@@ -222,13 +222,17 @@ async def test_reply_ledger(store: Any) -> None:
     assert await store.replies_since(None, since) == 0
 
     assert await store.reply_begin(a, "r1@example.com", "<reply-a@x>") is None
-    # Stopped before its point of no return: 'sending' may be sent again.
-    assert await store.reply_begin(a, "r1@example.com", "<reply-a@x>") is None
+    # Stopped before its point of no return: 'sending' is resumed (and may be sent again).
+    assert await store.reply_begin(a, "r1@example.com", "<reply-a@x>") == "resumed"
     await store.reply_done(a, "retry")
-    assert await store.reply_begin(a, "r1@example.com", "<reply-a2@x>") is None
+    assert await store.reply_begin(a, "r1@example.com", "<reply-a2@x>") == "resumed"
     await store.reply_done(a, "committing")
     assert await store.reply_begin(a, "r1@example.com", "<reply-a@x>") == "committing"
-    await store.reply_done(a, "sent")
+    # The worker closes the ledger row together with the lead's final write.
+    (la,) = [x for x in await store.claim(10, "w", 60) if x.id == a]
+    la.state, la.reply_status = State.REPLIED, "sent"
+    await store.update(la, release=True, ledger_status="sent")
+    assert (await store.get(a)).state is State.REPLIED
     assert await store.reply_begin(a, "r1@example.com", "<reply-a@x>") == "sent"
 
     assert await store.replies_since("r1@example.com", since) == 1
@@ -420,10 +424,11 @@ async def test_pg_lost_lease_is_fenced(pg_only: str, open_store: StoreFactory) -
     # The holder works normally; its reply is fenced in its favour.
     assert await fast.reply_begin(res.lead_id, "fence@example.com", "<r@x>") is None
     await fast.reply_done(res.lead_id, "committing")
-    await fast.reply_done(res.lead_id, "sent")
     taken[0].state = State.REPLIED
-    await fast.update(taken[0], release=True)
+    await slow.update(taken[0], release=True, ledger_status="retry")  # stale: refused, ledger too
+    await fast.update(taken[0], release=True, ledger_status="sent")
     assert (await slow.get(res.lead_id)).state is State.REPLIED
+    assert await fast.reply_begin(res.lead_id, "fence@example.com", "<r@x>") == "sent"
 
 
 async def test_pg_reply_commit_is_fenced(pg_only: str, open_store: StoreFactory) -> None:
@@ -441,7 +446,7 @@ async def test_pg_reply_commit_is_fenced(pg_only: str, open_store: StoreFactory)
     await until(claimed, what="the other replica to take the expired lease")
     with pytest.raises(LeaseLost):
         await slow.reply_done(res.lead_id, "committing")
-    assert await fast.reply_begin(res.lead_id, "fence2@example.com", "<r@x>") is None  # safe to send
+    assert await fast.reply_begin(res.lead_id, "fence2@example.com", "<r@x>") == "resumed"  # safe to send
 
 
 async def test_pg_unreachable_database_is_a_clear_error() -> None:
