@@ -1,0 +1,61 @@
+"""The docs are tested: every setting, status code and environment variable is documented."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from agent.config import Secrets, Settings
+from agent.openapi import OPENAPI
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_setting_is_in_agent_toml_and_nothing_else() -> None:
+    documented = tomllib.loads((ROOT / "config" / "agent.toml").read_text(encoding="utf-8"))
+    for section, model in Settings.model_fields.items():
+        assert section in documented, f"[{section}] missing from config/agent.toml"
+        fields = set(model.annotation.model_fields)  # type: ignore[union-attr]
+        assert set(documented[section]) == fields, (section, fields ^ set(documented[section]))
+    assert set(documented) == set(Settings.model_fields)
+
+
+def test_agent_toml_defaults_equal_code_defaults() -> None:
+    documented = tomllib.loads((ROOT / "config" / "agent.toml").read_text(encoding="utf-8"))
+    assert Settings.model_validate(documented) == Settings()
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    block = README.split("```", 2)[1]
+    commands = [line.split("#")[0].strip() for line in block.splitlines()[1:] if line.strip()]
+    assert commands == ["make run", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
+
+
+def test_every_status_code_is_in_the_readme() -> None:
+    codes = {c for path in OPENAPI["paths"].values() for op in path.values() for c in op["responses"]}
+    missing = [c for c in codes if not re.search(rf"`{c}\b", README)]
+    assert not missing, f"status codes not documented in README: {missing}"
+
+
+def test_every_environment_variable_is_in_the_readme_and_env_example() -> None:
+    names = ["OPENAI_API_KEY", "EMAIL_USER", "EMAIL_PASS", "GOOGLE_CREDENTIALS_JSON", "DATABASE_URL",
+             "LEADBOX_ADMIN_TOKEN", "LEADBOX_WEBHOOK_SECRET", "LEADBOX_CONFIG", "GOOGLE_OAUTH_CLIENT_ID",
+             "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_REFRESH_TOKEN", "INBOX_OAUTH_TOKEN"]
+    assert len(vars(Secrets())) == len(names) - 1  # every secret field is listed here (+ LEADBOX_CONFIG)
+    env_example = (ROOT / ".env.example").read_text()
+    for name in names:
+        assert name in README, name
+        assert name in env_example, name
+
+
+def test_every_cli_command_is_in_the_readme() -> None:
+    from agent.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in sub.choices:  # type: ignore[union-attr]
+        assert f"leadbox {name}" in README, name
