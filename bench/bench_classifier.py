@@ -26,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.classify_local import LocalClassifier  # noqa: E402
 from agent.classify_openai import OpenAIClassifier  # noqa: E402
-from agent.evaluation import load_jsonl  # noqa: E402
+from agent.evaluation import evaluate, load_jsonl  # noqa: E402
 from tests.fixtures.openai_fake import FakeOpenAIServer  # noqa: E402
 
 DEFAULT_DATA = "/work/shared/data/leads-dev.jsonl"
+HOLDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "classifier" / "holdout.jsonl"
 
 
 def bench_local(messages: list[str], repeat: int) -> tuple[int, float]:
@@ -66,6 +67,12 @@ def main() -> int:
     print(f"machine: {platform.processor() or platform.machine()} / {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, {platform.system()}")
     print(f"local: {n} classifications in {seconds:.2f} s = {n / seconds:,.0f} msg/s (one core)")
+    for path in (Path(args.data), HOLDOUT):
+        if path.exists():
+            report = evaluate(load_jsonl(str(path)).rows, LocalClassifier())
+            spam = report["per_category"]["spam"]
+            print(f"local accuracy on {path.name}: {report['accuracy']:.3f} (n={report['n']}), "
+                  f"spam precision {spam['precision']:.3f}, recall {spam['recall']:.3f}")
 
     server = FakeOpenAIServer()
     server.start()

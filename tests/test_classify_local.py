@@ -8,11 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent import classify_local
 from agent.classify_local import LocalClassifier, detect_language, summarize
 from agent.evaluation import evaluate, load_jsonl
 from agent.models import Category
 
 DEV = Path("/work/shared/data/leads-dev.jsonl")
+# Written before the learned layer was tuned and never trained on (see
+# bench/train_local_classifier.py): the honest out-of-sample figure.
+HOLDOUT = Path(__file__).parent / "data" / "classifier" / "holdout.jsonl"
 clf = LocalClassifier()
 
 
@@ -23,6 +27,33 @@ def test_dev_set_targets() -> None:
     report = evaluate(loaded.rows, clf)
     assert report["accuracy"] >= 0.90, report["misclassified"]
     assert report["per_category"]["spam"]["precision"] >= 0.98, report["confusion"]
+
+
+def test_held_out_set_targets() -> None:
+    loaded = load_jsonl(str(HOLDOUT))
+    assert not loaded.errors and len(loaded.rows) >= 300
+    report = evaluate(loaded.rows, clf)
+    # Measured 0.958 when the model was trained; a small margin for retraining noise.
+    assert report["accuracy"] >= 0.93, report["confusion"]
+    assert report["per_category"]["spam"]["precision"] >= 0.98, report["confusion"]
+
+
+def test_shipped_model_is_loaded_and_compact() -> None:
+    assert classify_local.MODEL_PATH.exists()
+    assert classify_local.MODEL_PATH.stat().st_size < 400_000
+    assert classify_local._MODEL is not None
+    verdict = clf.explain("Could you send me a quote for a booking app?")
+    assert set(verdict.probabilities) == {"sales", "support", "info", "spam"}
+    assert abs(sum(verdict.probabilities.values()) - 1.0) < 0.01
+
+
+def test_missing_model_falls_back_to_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert classify_local.load_model(tmp_path / "absent.json") is None
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    assert classify_local.load_model(tmp_path / "bad.json") is None
+    monkeypatch.setattr(classify_local, "_MODEL", None)
+    result = LocalClassifier().classify_sync("Quiero cancelar la suscripción, no funciona el panel.")
+    assert result.category is Category.SUPPORT
 
 
 @pytest.mark.skipif(not DEV.exists(), reason="dev set not available")
