@@ -85,8 +85,9 @@ def replicas(n: int, store_url: str, tmp: Path) -> Iterator[list[int]]:
                 [sys.executable, "-m", "agent.cli", "run", "--config", str(ROOT / "config/agent.toml")],
                 cwd=tmp, env={**base, "LEADBOX_HTTP__PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT))
             ports.append(port)
-        for port in ports:
-            _wait_port(port)
+        for i, port in enumerate(ports):
+            if not _wait_port(port):
+                raise SystemExit(f"replica {i} did not start:\n" + (tmp / f"daemon{i}.log").read_text()[-3000:])
         yield ports
     finally:
         for p in procs:
@@ -95,15 +96,15 @@ def replicas(n: int, store_url: str, tmp: Path) -> Iterator[list[int]]:
             p.wait(30)
 
 
-def _wait_port(port: int, timeout: float = 30) -> None:
+def _wait_port(port: int, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
+            return True
         except OSError:
             time.sleep(0.05)
-    raise SystemExit(f"no daemon listening on {port}")
+    return False
 
 
 def wrk_split(ports: list[int], seconds: float, connections: int, tag: str) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def wrk_split(ports: list[int], seconds: float, connections: int, tag: str) -> d
     def one(i_port: tuple[int, int]) -> dict[str, Any]:
         i, port = i_port
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{per}", f"-d{seconds}s", "--latency", "-s", str(ROOT / "bench/unique_leads.lua"),
+            ["wrk", "-t1", f"-c{per}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(ROOT / "bench/unique_leads.lua"),
              f"http://127.0.0.1:{port}/leads", "--", f"{tag}-{i}"],
             capture_output=True, text=True, check=True).stdout
         line = next(x for x in out.splitlines() if x.startswith("JSON "))
