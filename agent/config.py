@@ -153,6 +153,11 @@ class InboxConfig(_Section):
     folder: str = "INBOX"
     poll_interval: float = Field(60.0, gt=0)
     idle: bool = False
+    # Re-issue IDLE before the server's timeout (RFC 2177 servers may drop it after 30 min).
+    idle_renew: float = Field(1500.0, ge=10, le=1740)
+    # First start on a mailbox: "now" takes only mail that arrives from then on (older mail:
+    # `leadbox backfill`), so an existing inbox is not auto-answered wholesale; "all" takes everything.
+    start: Literal["now", "all"] = "now"
     after: Literal["seen", "move", "label"] = "seen"
     move_to: str = "Leads/Processed"
     label: str = "Leads"

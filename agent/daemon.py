@@ -185,7 +185,10 @@ class Daemon:
         if self._started:
             self.scheduler.pause()
             if self.inbox is not None:
-                await self.inbox.stop()
+                try:  # a poll in flight may wait on the network: bounded by the grace period
+                    await asyncio.wait_for(self.inbox.stop(), timeout=max(1.0, grace / 2))
+                except TimeoutError:
+                    log.warning("inbox: stop timed out; the checkpoint keeps unfinished mail for next time")
             await self.worker.stop(grace)
             self.scheduler.shutdown(wait=False)
             await asyncio.sleep(0)

@@ -394,6 +394,16 @@ class InboxPoller:
                 log.warning("inbox: UIDVALIDITY changed; re-scanning every message (deduped by Message-ID)",
                             extra={"mailbox": self.mailbox, "reason": f"{checkpoint[0]} -> {uidvalidity}"})
         summary = PollSummary()
+        if checkpoint is None and since is None and getattr(self.cfg, "start", "all") == "now":
+            # First contact with this mailbox: start from here, never auto-answer old mail.
+            start_uid = max(int(uidnext or 1) - 1, 0)
+            await self.store.set_checkpoint(self.mailbox, uidvalidity, start_uid)
+            log.info("inbox: first start; taking mail from now on (older mail: leadbox backfill)",
+                     extra={"mailbox": self.mailbox, "reason": f"uidvalidity={uidvalidity} uid={start_uid}"})
+            self._uidvalidity, self._last_uid = uidvalidity, start_uid
+            self._last_success = time.time()
+            self._set_state("ok")
+            return summary
         todo: list[int] = []
         if since is not None and last:
             old = await self._call(self._search_since, since)

@@ -94,7 +94,7 @@ def baseline(dovecot: DovecotServer, user: str) -> tuple[int, float]:
 def env_for(dovecot: DovecotServer, user: str, tmp: Path, **over: str) -> dict[str, str]:
     env = base_env(tmp)
     env.update({
-        "LEADBOX_INBOX__ENABLED": "true", "LEADBOX_INBOX__HOST": "127.0.0.1",
+        "LEADBOX_INBOX__ENABLED": "true", "LEADBOX_INBOX__START": "all", "LEADBOX_INBOX__HOST": "127.0.0.1",
         "LEADBOX_INBOX__PORT": str(dovecot.port_tls), "LEADBOX_INBOX__CA_FILE": dovecot.ca_file,
         "LEADBOX_INBOX__BATCH_SIZE": "200", "EMAIL_USER": user, "EMAIL_PASS": dovecot.users[user],
         "LEADBOX_LOGGING__LEVEL": "WARNING",

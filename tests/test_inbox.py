@@ -47,6 +47,7 @@ def inbox_env(dovecot: DovecotServer, user: str, tmp: Path, **over: str) -> dict
     env = base_env(tmp)
     env.update({
         "LEADBOX_INBOX__ENABLED": "true",
+        "LEADBOX_INBOX__START": "all",
         "LEADBOX_INBOX__HOST": "127.0.0.1",
         "LEADBOX_INBOX__PORT": str(dovecot.port_tls),
         "LEADBOX_INBOX__CA_FILE": dovecot.ca_file,

@@ -162,3 +162,21 @@ async def test_admin_endpoint_triggers_a_poll(
     await replies_for(tmp_path, 1)
     metrics = await (await client.get("/metrics")).text()
     assert 'leadbox_inbox_messages_total{mailbox="' in metrics and 'outcome="lead"' in metrics
+
+
+async def test_first_start_takes_only_new_mail_by_default(
+        dovecot: DovecotServer, tmp_path: Path, make_daemon: DaemonFactory) -> None:
+    """An existing inbox is not auto-answered wholesale: with inbox.start = "now" old mail is left alone."""
+    user = dovecot.add_user()
+    dovecot.append(user, "INBOX", mail(1))
+    dovecot.append(user, "INBOX", mail(2))
+    d, _ = await make_daemon({**env(dovecot, user, tmp_path), "LEADBOX_INBOX__START": "now"})
+
+    async def checkpointed() -> bool:
+        return await d.store.get_checkpoint(d.inbox.mailbox) is not None
+    await wait_for(checkpointed, what="first poll")
+    dovecot.append(user, "INBOX", mail(3))
+    d.inbox.poll_now()
+    replies = await replies_for(tmp_path, 1)
+    assert [str(m["To"].addresses[0].addr_spec) for m in replies] == ["cliente3@empresa3.example"]
+    assert sum((await d.store.counts()).values()) == 1
