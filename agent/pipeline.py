@@ -180,7 +180,11 @@ class Reply:
                 await svc.transport.send(msg, before_commit=committing)
             except (TransientError, PermanentError):
                 await store.reply_done(lead.id, "retry")
+                if svc.metrics is not None:
+                    svc.metrics.reply_failed()
                 raise
+            if svc.metrics is not None:
+                svc.metrics.reply_sent(svc.transport.name)
         # The ledger row is closed ("sent") with the lead's final update, in one transaction.
         lead.reply_status, lead.reply_message_id = "sent", mid
         lead.replied_at = lead.replied_at or now
