@@ -205,12 +205,17 @@ class Daemon:
     async def reclassify(self) -> None:
         """Leads decided by the fallback get the preferred classifier once it answers (no new reply)."""
         clf = self.svc.classifier
-        for lead in await self.store.needing_reclassify(50):
-            if lead.state.value not in ("replied", "skipped", "failed"):
-                continue
+        leads = [x for x in await self.store.needing_reclassify(50)
+                 if x.state.value in ("replied", "skipped", "failed")]
+        probe = getattr(clf, "probe", None)
+        if not leads or (probe is not None and not await probe()):
+            return  # nothing to do, or still down (one cheap call at most): try again next time
+        for lead in leads:
             c = await clf.classify(lead.text_for_classifier, subject=lead.subject)
             if c.needs_reclassify:
-                return  # still down: try again next time
+                if clf.state().get("breaker", "closed") == "closed":
+                    continue  # this message's problem (refusal, length): do not starve the rest
+                return  # down again: try again next time
             lead.category, lead.summary, lead.language = c.category, c.summary, c.language
             lead.confidence, lead.classifier, lead.needs_reclassify = c.confidence, c.classifier, False
             d = self.svc.rules.decide(c.category, lead.email_norm, lead.text_for_classifier)
@@ -258,7 +263,7 @@ class Daemon:
                 parts["inbox"] = self.inbox.state()
         bad = {"down", "needs_credentials", "permission_denied", "not_found", "open"}
         for name, part in parts.items():
-            st = part.get("state") or part.get("circuit")
+            st = part.get("state") or part.get("circuit") or part.get("breaker")
             up = st not in bad
             self.metrics.set_adapter_up(name, up)
             ok = ok and up
@@ -269,8 +274,9 @@ class Daemon:
             self.metrics.set_store_counts(await self.store.counts())
         if self._started:
             st = self.svc.classifier.state()
-            if "circuit" in st:
-                self.metrics.set_circuit_state(self.svc.classifier.name, st["circuit"])
+            circuit = st.get("circuit", st.get("breaker"))
+            if circuit is not None:
+                self.metrics.set_circuit_state(self.svc.classifier.name, circuit)
             tokens = getattr(self.svc.classifier, "tokens_used", None)
             if isinstance(tokens, int) and tokens > self._tokens_seen:
                 self.metrics.add_llm_tokens(tokens - self._tokens_seen)
