@@ -126,6 +126,14 @@ class Daemon:
         s = self.config.settings
         templates = Templates(s.reply.templates_dir, s.reply.default_language)
         await self.store.open()
+        try:
+            await self._start(templates)
+        except BaseException:
+            await self.store.close()  # a failed start leaves nothing open
+            raise
+
+    async def _start(self, templates: Templates) -> None:
+        s = self.config.settings
         recover = getattr(self.store, "recover", None)
         if recover is not None:
             await recover()

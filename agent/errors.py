@@ -26,3 +26,10 @@ class PermanentError(LeadboxError):
 
 class NeedsCredentials(PermanentError):
     """A remote service refused our credentials: fix the secret, leadbox keeps retrying slowly."""
+
+
+class DeliveryUncertain(LeadboxError):
+    """The message was handed over but the server's answer never came: it may have been delivered.
+
+    Never retried (that could answer twice); the lead is failed with reply status 'uncertain'.
+    """

@@ -11,10 +11,10 @@ import asyncio
 import os
 import re
 from collections.abc import Awaitable, Callable
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from agent.auto_reply import OutgoingMail
 from agent.errors import TransientError
 
 
@@ -30,17 +30,16 @@ class OutboxTransport:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sent = 0
 
-    def _write(self, msg: EmailMessage) -> Path:
-        final = self.dir / _file_name(str(msg["Message-ID"]))
+    def _write(self, msg: OutgoingMail) -> Path:
+        final = self.dir / _file_name(msg.message_id)
         tmp = final.with_suffix(".tmp")
-        data = msg.as_bytes()
         with open(tmp, "wb") as f:
-            f.write(data)
+            f.write(msg.data)
             f.flush()
             os.fsync(f.fileno())
         return tmp
 
-    async def send(self, msg: EmailMessage, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def send(self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
         try:
             # No before_commit: the rename is atomic and was_sent() can see its result,
             # so a retry after a crash knows exactly whether the reply exists.

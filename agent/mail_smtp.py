@@ -9,12 +9,12 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
 
-from agent.errors import PermanentError, TransientError
+from agent.auto_reply import OutgoingMail
+from agent.errors import DeliveryUncertain, PermanentError, TransientError
 
 
 class SmtpTransport:
@@ -31,9 +31,9 @@ class SmtpTransport:
         self._tls = ssl.create_default_context(cafile=ca_file or None)
         self._state: dict[str, Any] = {"state": "unknown"}
 
-    async def _deliver(self, msg: EmailMessage, before_commit: Callable[[], Awaitable[None]] | None) -> None:
-        rcpts = [a.addr_spec for a in msg["To"].addresses]
-        data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    async def _deliver(self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None) -> None:
+        rcpts = [msg.to_addr]
+        data = msg.data
         smtp = aiosmtplib.SMTP(
             hostname=self.host, port=self.port, use_tls=self.security == "tls",
             start_tls=self.security == "starttls", tls_context=self._tls, timeout=self.timeout)
@@ -44,9 +44,16 @@ class SmtpTransport:
                 await smtp.rcpt(rcpt)
             if before_commit is not None:
                 await before_commit()  # everything up to here is safe to repeat
-            await smtp.data(data)
+            try:
+                await smtp.data(data)
+            except aiosmtplib.SMTPResponseException:
+                raise  # the server answered with a code: a definite refusal, safe to retry
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
+                # The message went out but its answer did not come back: it may be delivered.
+                raise DeliveryUncertain(
+                    f"smtp: no answer after DATA ({type(e).__name__}); not resent to avoid a duplicate") from None
 
-    async def send(self, msg: EmailMessage, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def send(self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
         try:
             await self._deliver(msg, before_commit)
         except aiosmtplib.SMTPAuthenticationError:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from agent.auto_reply import Templates, compose_reply, reply_message_id
-from agent.errors import PermanentError, TransientError
+from agent.errors import DeliveryUncertain, PermanentError, TransientError
 from agent.loop_guard import reply_block_reason
 from agent.models import Category, Lead, State
 from agent.ports import Classifier, MailTransport, Mirror, Store
@@ -136,23 +136,20 @@ class Reply:
         policy, store = svc.reply, svc.store
         reason = reply_skip_reason(lead, policy)
         now = datetime.now(UTC)
-        if reason is None and await store.is_known_contact(lead.email_norm):
-            reason = "known-contact"
-        if reason is None and policy.window_hours > 0 and await store.replies_since(
-            lead.email_norm, now - timedelta(hours=policy.window_hours), exclude_lead=lead.id
-        ):
-            reason = "reply-window"
-        if reason is None and policy.max_per_hour and await store.replies_since(
-            None, now - timedelta(hours=1), exclude_lead=lead.id
-        ) >= policy.max_per_hour:
-            reason = "reply-cap"
+        mid = reply_message_id(lead, policy.domain)
+        prior: str | None = None
+        if reason is None:
+            window = now - timedelta(hours=policy.window_hours) if policy.window_hours > 0 else None
+            reason, prior = await store.reply_gate(
+                lead.id, lead.email_norm, mid, window_since=window.timestamp() if window else None,
+                cap_since=(now - timedelta(hours=1)).timestamp(), cap=policy.max_per_hour)
         if reason is not None:
             lead.state, lead.skip_reason = State.SKIPPED, reason
             lead.reply_status, lead.reply_reason = "skipped", reason
             log.info("no reply", extra={"lead_id": lead.id, "reason": reason})
             return
-        mid = reply_message_id(lead, policy.domain)
-        prior = await store.reply_begin(lead.id, lead.email_norm, mid)
+        if prior == "sending-elsewhere":
+            raise TransientError("another attempt holds this reply; retrying later")
         if prior == "resumed":  # interrupted earlier: the transport may know it went out already
             prior = "sent" if await svc.transport.was_sent(mid) else None
         if prior == "committing":  # interrupted at the point of no return
@@ -170,7 +167,7 @@ class Reply:
             msg = compose_reply(
                 lead, svc.templates, from_address=policy.from_address, from_name=policy.from_name,
                 domain=policy.domain, category_label=policy.category_labels.get(lead.category or "", ""),
-                include_summary=policy.include_summary,
+                include_summary=policy.include_summary, now=now,
             )
 
             async def committing() -> None:
@@ -178,6 +175,13 @@ class Reply:
 
             try:
                 await svc.transport.send(msg, before_commit=committing)
+            except DeliveryUncertain as e:
+                await store.reply_done(lead.id, "uncertain")
+                lead.reply_status, lead.reply_message_id = "uncertain", mid
+                lead.state, lead.last_error = State.FAILED, f"reply: {e}"
+                if svc.metrics is not None:
+                    svc.metrics.reply_failed()
+                return
             except (TransientError, PermanentError):
                 await store.reply_done(lead.id, "retry")
                 if svc.metrics is not None:

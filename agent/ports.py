@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from email.message import EmailMessage
 from typing import Any, Protocol
 
+from agent.auto_reply import OutgoingMail
 from agent.models import Classification, IntakeResult, Lead, LeadIn
 
 
@@ -56,7 +56,7 @@ class MailTransport(Protocol):
 
     name: str
 
-    async def send(self, msg: EmailMessage, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def send(self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
         """Raise TransientError (server down, 4xx) or PermanentError (5xx on the recipient).
 
         ``before_commit`` is awaited right before the point of no return (SMTP DATA,
@@ -129,6 +129,16 @@ class Store(Protocol):
         Returns None for a fresh row, "resumed" when an earlier attempt stopped before the
         point of no return (row reset to 'sending'), else the final prior status
         ("sent", "committing", "uncertain").
+        """
+        ...
+
+    async def reply_gate(
+        self, lead_id: str, to_addr: str, message_id: str, *, window_since: float | None,
+        cap_since: float, cap: int,
+    ) -> tuple[str | None, str | None]:
+        """Known-contact, per-address window and global cap checks plus the ledger row, atomically.
+
+        Returns (skip_reason, prior) where prior is as reply_begin's.
         """
         ...
 

@@ -521,6 +521,47 @@ class PostgresStore:
                                (message_id, lead_id))
             return "resumed"
 
+    async def reply_gate(
+        self, lead_id: str, to_addr: str, message_id: str, *, window_since: float | None,
+        cap_since: float, cap: int,
+    ) -> tuple[str | None, str | None]:
+        """The reply's stateful checks and the ledger row in one transaction (see SqliteStore).
+
+        Fenced like reply_begin: only the replica holding the lead's lease passes.
+        """
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._renew_fenced(conn, lead_id)
+            r = await (await conn.execute(
+                "SELECT status FROM replies WHERE lead_id = %s FOR UPDATE", (lead_id,))).fetchone()
+            if r is not None:
+                if r["status"] not in ("retry", "sending"):
+                    return None, str(r["status"])
+                await conn.execute("UPDATE replies SET status = 'sending', message_id = %s WHERE lead_id = %s",
+                                   (message_id, lead_id))
+                return None, "resumed"
+            if await (await conn.execute(
+                    "SELECT 1 FROM known_emails WHERE email_norm = %s", (to_addr,))).fetchone():
+                return "known-contact", None
+            if window_since is not None and await (await conn.execute(
+                    "SELECT 1 FROM replies WHERE to_addr = %s AND created_at >= %s "
+                    "AND status IN ('sent','sending','committing','uncertain') LIMIT 1",
+                    (to_addr, window_since))).fetchone():
+                return "reply-window", None
+            if cap:
+                n = await (await conn.execute(
+                    "SELECT count(*) AS n FROM (SELECT 1 FROM replies WHERE created_at >= %s "
+                    "AND status IN ('sent','sending','committing','uncertain') LIMIT %s) AS recent",
+                    (cap_since, cap))).fetchone()
+                if n is not None and int(n["n"]) >= cap:
+                    return "reply-cap", None
+            cur = await conn.execute(
+                "INSERT INTO replies (lead_id, to_addr, message_id, status, created_at) "
+                "VALUES (%s, %s, %s, 'sending', %s) ON CONFLICT (lead_id) DO NOTHING RETURNING 1",
+                (lead_id, to_addr, message_id, time.time()))
+            if await cur.fetchone() is None:  # a concurrent attempt wrote it first
+                return None, "sending-elsewhere"
+            return None, None
+
     async def reply_done(self, lead_id: str, status: str) -> None:
         """Set the ledger status; for a lead claimed here, only while we still hold its lease.
 
@@ -547,7 +588,7 @@ class PostgresStore:
     async def needing_reclassify(self, limit: int) -> list[Lead]:
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(
-                "SELECT * FROM leads WHERE needs_reclassify = 1 ORDER BY id LIMIT %s", (limit,))).fetchall()
+                "SELECT * FROM leads WHERE needs_reclassify = 1 AND state IN ('replied','skipped','failed') ORDER BY id LIMIT %s", (limit,))).fetchall()
         return [row_to_lead(r) for r in rows]
 
     async def mirror_pending(self, limit: int) -> list[Lead]:

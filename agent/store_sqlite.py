@@ -115,6 +115,7 @@ class SqliteStore:
         self.path = sqlite_path(url)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._db: sqlite3.Connection | None = None
+        self._closed = False
 
     # -- plumbing -------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -161,6 +162,11 @@ class SqliteStore:
         await self._run(self._open)
 
     async def close(self) -> None:
+        """Idempotent: a failed start closes the store, and the caller may close it again."""
+        if self._closed:
+            return
+        self._closed = True
+
         def _close() -> None:
             if self._db is not None:
                 self._db.close()
@@ -409,6 +415,43 @@ class SqliteStore:
             return None
         return await self._run(self._tx, work)
 
+    async def reply_gate(
+        self, lead_id: str, to_addr: str, message_id: str, *, window_since: float | None,
+        cap_since: float, cap: int,
+    ) -> tuple[str | None, str | None]:
+        """The reply's stateful checks and the ledger row, in one transaction.
+
+        Returns (skip_reason, prior). A lead with a ledger row already passed the gate:
+        its prior status is returned as by reply_begin. Otherwise the known-contact,
+        per-address window and global cap checks run (the cap count stops at ``cap``
+        rows, so it does not grow with the store) and a 'sending' row is written.
+        """
+        def work(db: sqlite3.Connection) -> tuple[str | None, str | None]:
+            r = db.execute("SELECT status FROM replies WHERE lead_id = ?", (lead_id,)).fetchone()
+            if r is not None:
+                if r[0] not in ("retry", "sending"):
+                    return None, str(r[0])
+                db.execute("UPDATE replies SET status = 'sending', message_id = ? WHERE lead_id = ?",
+                           (message_id, lead_id))
+                return None, "resumed"
+            if db.execute("SELECT 1 FROM known_emails WHERE email_norm = ?", (to_addr,)).fetchone():
+                return "known-contact", None
+            if window_since is not None and db.execute(
+                "SELECT 1 FROM replies WHERE to_addr = ? AND created_at >= ? "
+                "AND status IN ('sent','sending','committing','uncertain') LIMIT 1", (to_addr, window_since),
+            ).fetchone():
+                return "reply-window", None
+            if cap and db.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM replies WHERE created_at >= ? "
+                "AND status IN ('sent','sending','committing','uncertain') LIMIT ?)", (cap_since, cap),
+            ).fetchone()[0] >= cap:
+                return "reply-cap", None
+            db.execute(
+                "INSERT INTO replies (lead_id, to_addr, message_id, status, created_at) "
+                "VALUES (?, ?, ?, 'sending', ?)", (lead_id, to_addr, message_id, time.time()))
+            return None, None
+        return await self._run(self._tx, work)
+
     async def reply_done(self, lead_id: str, status: str) -> None:
         await self._run(lambda: self.db.execute(
             "UPDATE replies SET status = ?, sent_at = ? WHERE lead_id = ?", (status, time.time(), lead_id)))
@@ -426,7 +469,7 @@ class SqliteStore:
     # -- side jobs ------------------------------------------------------
     async def needing_reclassify(self, limit: int) -> list[Lead]:
         return await self._run(lambda: [row_to_lead(r) for r in self.db.execute(
-            "SELECT * FROM leads WHERE needs_reclassify = 1 ORDER BY id LIMIT ?", (limit,))])
+            "SELECT * FROM leads WHERE needs_reclassify = 1 AND state IN ('replied','skipped','failed') ORDER BY id LIMIT ?", (limit,))])
 
     async def mirror_pending(self, limit: int) -> list[Lead]:
         return await self._run(lambda: [row_to_lead(r) for r in self.db.execute(

@@ -66,6 +66,10 @@ class Worker:
             self._again = True
             return 0
         self._running = True
+        current = asyncio.current_task()
+        if current is not None:  # scheduler-started sweeps too: stop() waits for them
+            self._tasks.add(current)
+            current.add_done_callback(self._tasks.discard)
         done = 0
         try:
             while not self._stopping:

@@ -85,7 +85,8 @@ async def test_sigkill_during_processing_loses_nothing_and_never_answers_twice(
         uncertain = con.execute("SELECT count(*) FROM leads WHERE reply_status = 'uncertain'").fetchone()[0]
     assert st["replied"] + uncertain == 200
     assert set(per_lead) >= _replied_ids(db)  # every lead marked replied really was
-    assert uncertain <= kills  # at most the one send interrupted inside SMTP DATA per kill
+    # At most the sends inside SMTP DATA when each kill landed (worker concurrency 4).
+    assert uncertain <= kills * 4
 
 
 def _replied_ids(db: Path) -> set[str]:

@@ -169,8 +169,6 @@ async def test_outage_loses_nothing_and_intake_keeps_answering(
     assert max(before + during) < 5.0, "a webhook request took more than 5 s"
 
 
-@pytest.mark.xfail(strict=True, reason="Finding 1 (docs/reliability.md): a DATA timeout is retried, so the "
-                   "customer is answered again; fix in agent/mail_smtp.py + agent/pipeline.py, then drop this mark")
 async def test_slow_smtp_answer_after_data_never_sends_twice(
     make_daemon: DaemonFactory, tls_cert: Any, smtp_server: Any,
 ) -> None:
