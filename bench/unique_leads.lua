@@ -1,16 +1,16 @@
 -- wrk script: POST /leads with a unique email per request (per thread counter + thread id).
+-- The thread number is a global set from setup(); a `local` of the same name would
+-- shadow it in every thread and make all threads send the same addresses.
 local counter = 0
-local tid = 0
-local threads = {}
+local nthreads = 0
 
 function setup(thread)
-  tid = tid + 1
-  thread:set("tid", tid)
-  table.insert(threads, thread)
+  nthreads = nthreads + 1
+  thread:set("thread_no", nthreads)
 end
 
 function init(args)
-  prefix = (args[1] or "run") .. "-" .. tid
+  prefix = (args[1] or "run") .. "-" .. tostring(thread_no)
 end
 
 request = function()
