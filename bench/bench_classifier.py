@@ -29,7 +29,7 @@ from agent.classify_openai import OpenAIClassifier  # noqa: E402
 from agent.evaluation import evaluate, load_jsonl  # noqa: E402
 from tests.fixtures.openai_fake import FakeOpenAIServer  # noqa: E402
 
-DEFAULT_DATA = "/work/shared/data/leads-dev.jsonl"
+DEFAULT_DATA = str(Path(__file__).resolve().parents[1] / "tests" / "data" / "leads-dev.jsonl")
 HOLDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "classifier" / "holdout.jsonl"
 
 
