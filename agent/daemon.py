@@ -29,7 +29,7 @@ from agent.pipeline import ReplyPolicy, Services
 from agent.ports import Classifier, MailTransport, Mirror, Store
 from agent.priority import PriorityRules
 from agent.text_clean import strip_quotes_and_signature
-from agent.webhook import DAEMON, add_routes, error_middleware
+from agent.webhook import DAEMON, add_routes
 from agent.worker import Worker
 
 log = logging.getLogger("leadbox.daemon")
@@ -292,8 +292,7 @@ class Daemon:
 
     # -- HTTP -----------------------------------------------------------
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.settings.http.max_body_bytes,
-                              middlewares=[error_middleware])
+        app = web.Application(client_max_size=self.config.settings.http.max_body_bytes)
         app[DAEMON] = self
         add_routes(app)
         return app
