@@ -12,6 +12,14 @@ Parsing uses the stdlib ``email`` package with ``policy.default`` (RFC 2047
 headers decoded, address objects), but with ``policy.default`` a malformed
 header raises when it is *accessed*, so every header read is guarded and
 falls back to the raw value.
+
+Speed: ``policy.default`` builds a new header object (a new class and a full
+parse) on every header access, and a message is asked for its Content-Type
+several times per part (by the parser itself, then by the body walk, charset,
+filename and disposition look-ups). ``_Message`` remembers each parsed header
+per part, and the loop-guard and threading headers are read through one
+``HeaderView`` (one pass over the raw headers). The results are the ones
+``policy.default`` gives; only the repeated work is gone.
 """
 
 from __future__ import annotations
@@ -23,11 +31,12 @@ import sys
 from dataclasses import asdict, dataclass, field
 from email import policy
 from email.header import decode_header, make_header
-from email.message import Message
+from email.headerregistry import BaseHeader, HeaderRegistry
+from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from typing import Any
 
-from agent.loop_guard import collect_auto_headers, header_str, inbound_skip_reason
+from agent.loop_guard import HeaderView, collect_auto_headers, inbound_skip_reason
 from agent.models import LeadIn
 from agent.text_clean import html_to_text, normalize_text, strip_quotes_and_signature
 
@@ -63,6 +72,74 @@ class ParsedEmail:
     skip_reason: str | None = None  # None: this mail should become a lead
     quarantine: bool = False  # True: keep the raw mail aside for a human
     auto_headers: dict[str, str] = field(default_factory=dict)
+
+
+class _HeaderClasses(HeaderRegistry):
+    """policy.default's header registry, minus a new class per header read.
+
+    ``HeaderRegistry.__getitem__`` builds a fresh class (``type(...)``) every
+    time a header is read, and that class depends only on the registered class
+    for the name. Here it is built once per registered class: a bounded set,
+    whatever header names a mail invents. The header objects are the same.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[type, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        registered = self.registry.get(name.lower(), self.default_class)
+        made = self._made.get(registered)
+        if made is None:
+            made = self._made[registered] = super().__getitem__(name)
+        return made
+
+
+# policy.default in every respect but the header class cache above.
+_POLICY = policy.default.clone(header_factory=_HeaderClasses())
+
+
+class _Message(EmailMessage):
+    """An EmailMessage whose ``get`` parses each header once.
+
+    ``Message.get`` scans every header and builds a fresh header object on each
+    call. Here the first call indexes the raw headers by lower-cased name (the
+    first occurrence, as ``get`` returns) and each parsed object is kept. The
+    memo is dropped whenever the header list changes: a new list, a different
+    length, or ``replace_header`` (the one in-place rewrite). A header that
+    raises when parsed is not remembered, so it raises again, as before.
+    """
+
+    def __init__(self, policy: Any = _POLICY) -> None:
+        super().__init__(policy=policy)
+        self._memo_src: list[tuple[str, Any]] | None = None
+        self._memo_len = 0
+        self._memo_raw: dict[str, tuple[str, Any]] = {}
+        self._memo: dict[str, Any] = {}
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        headers: list[tuple[str, Any]] = self._headers  # type: ignore[attr-defined]  # Message's own list
+        if self._memo_src is not headers or self._memo_len != len(headers):
+            index: dict[str, tuple[str, Any]] = {}
+            for item in headers:
+                index.setdefault(item[0].lower(), item)
+            self._memo_src, self._memo_len = headers, len(headers)
+            self._memo_raw, self._memo = index, {}
+        key = name.lower()
+        memo = self._memo
+        if key in memo:
+            return memo[key]
+        found = self._memo_raw.get(key)
+        if found is None:
+            return failobj
+        value = self.policy.header_fetch_parse(*found)
+        memo[key] = value
+        return value
+
+    def replace_header(self, _name: str, _value: Any) -> None:
+        self._memo_src = None
+        super().replace_header(_name, _value)
+        self._memo_src = None
 
 
 # ------------------------------------------------------------------ addresses
@@ -104,8 +181,11 @@ def _raw_header(msg: Message, name: str) -> str | None:
     return None
 
 
-def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+def _addresses(msg: Message, name: str, headers: HeaderView) -> list[tuple[str, str]]:
     """(display name, addr-spec) pairs of an address header, tolerating broken ones."""
+    simple = headers.mailbox(name)
+    if simple is not None:
+        return [simple]  # one plain mailbox: what the header object would say, without it
     try:
         header = msg.get(name)
         if header is None:
@@ -141,8 +221,8 @@ def _clean_line(value: str, limit: int) -> str:
     return " ".join(value.split())[:limit]
 
 
-def _header(msg: Message, name: str) -> str | None:
-    value = header_str(msg, name)
+def _header(headers: HeaderView, name: str) -> str | None:
+    value = headers.get(name)
     if value is None:
         return None
     if "=?" in value:
@@ -328,20 +408,21 @@ def _parse(
     too_large = len(raw) > max_bytes
     if too_large:
         # Headers only: enough to say who sent it, without building a huge tree.
-        msg: Message = BytesHeaderParser(policy=policy.default).parsebytes(raw)
+        msg: Message = BytesHeaderParser(_Message, policy=_POLICY).parsebytes(raw)
     else:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        msg = BytesParser(_Message, policy=_POLICY).parsebytes(raw)
 
-    sender_name, sender = _pick_sender(msg)
-    subject = _header(msg, "subject") or ""
+    headers = HeaderView(msg)
+    sender_name, sender = _pick_sender(msg, headers)
+    subject = _header(headers, "subject") or ""
     known: dict[str, Any] = {
         "name": sender_name,
         "email": sender,
         "subject": subject,
-        "message_id": _header(msg, "message-id"),
-        "in_reply_to": _header(msg, "in-reply-to"),
-        "references": _header(msg, "references"),
-        "auto_headers": collect_auto_headers(msg),
+        "message_id": _header(headers, "message-id"),
+        "in_reply_to": _header(headers, "in-reply-to"),
+        "references": _header(headers, "references"),
+        "auto_headers": collect_auto_headers(msg, headers=headers),
     }
     if too_large:
         return ParsedEmail(
@@ -367,17 +448,17 @@ def _parse(
         attachments=attachments,
     )
     parsed.skip_reason = inbound_skip_reason(
-        msg, sender=sender, own_addresses=own_addresses, own_domains=own_domains
+        msg, sender=sender, own_addresses=own_addresses, own_domains=own_domains, headers=headers
     )
     if parsed.skip_reason is None and not message.strip():
         parsed.skip_reason = "empty-message"
     return parsed
 
 
-def _pick_sender(msg: Message) -> tuple[str, str]:
+def _pick_sender(msg: Message, headers: HeaderView) -> tuple[str, str]:
     """(name, address): Reply-To when it is one valid address, else the first From."""
-    from_pairs = _addresses(msg, "from")
-    reply_to = [(n, a.strip()) for n, a in _addresses(msg, "reply-to")]
+    from_pairs = _addresses(msg, "from", headers)
+    reply_to = [(n, a.strip()) for n, a in _addresses(msg, "reply-to", headers)]
     chosen: tuple[str, str] | None = None
     if len(reply_to) == 1 and is_valid_email(reply_to[0][1]):
         chosen = reply_to[0]

@@ -17,10 +17,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from email.headerregistry import (
+    AddressHeader,
+    BaseHeader,
+    HeaderRegistry,
+    MessageIDHeader,
+    UniqueAddressHeader,
+    UniqueUnstructuredHeader,
+    UnstructuredHeader,
+)
 from email.message import EmailMessage, Message
 
 __all__ = [
     "LOOP_HEADERS",
+    "HeaderView",
     "collect_auto_headers",
     "header_str",
     "inbound_skip_reason",
@@ -93,19 +103,139 @@ def header_str(msg: Message, name: str) -> str | None:
     return " ".join(text.split())
 
 
-def collect_auto_headers(msg: Message) -> dict[str, str]:
-    """The loop-relevant headers of ``msg`` (lower-cased names), for storing on a lead."""
+_UNSTRUCTURED_CLASSES = (UnstructuredHeader, UniqueUnstructuredHeader)
+_ADDRESS_CLASSES = (AddressHeader, UniqueAddressHeader)
+
+# One mailbox in its simplest form: "Display Name <local@domain>" (a phrase of plain
+# atoms, single spaces) or a bare "local@domain", both dot-atoms. No quotes, comments,
+# groups, lists, encoded words or odd spacing: for these the policy.default address
+# parser cannot find anything but the obvious display name and addr-spec.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
+_SIMPLE_MSG_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
+_SIMPLE_MAILBOX = re.compile(rf"({_ATEXT}(?: {_ATEXT})*) <({_DOT_ATOM}@{_DOT_ATOM})>|({_DOT_ATOM}@{_DOT_ATOM})")
+
+
+def _registered(factory: object, name: str) -> type | None:
+    """The class a policy's header_factory parses ``name`` with, when it is a stock HeaderRegistry."""
+    if not isinstance(factory, HeaderRegistry) or factory.base_class is not BaseHeader:
+        return None
+    cls: type = factory.registry.get(name, factory.default_class)
+    return cls
+
+
+def _raw_ascii(value: object) -> str | None:
+    """A raw header value as policy.default hands it to the header class, if plain ASCII
+    without encoded words; None when the value needs the real header object (a header
+    object set by code, 8-bit bytes as surrogate escapes, an encoded word)."""
+    if type(value) is not str or not value.isascii():
+        return None
+    if "\r" in value or "\n" in value:
+        # policy.default drops CR and LF from a value before parsing it.
+        value = value.replace("\r", "").replace("\n", "")
+    return None if "=?" in value else value
+
+
+def _simple_mailbox(value: str) -> tuple[str, str] | None:
+    """(display name, addr-spec) of a value matching _SIMPLE_MAILBOX, else None."""
+    m = _SIMPLE_MAILBOX.fullmatch(value)
+    if m is None:
+        return None
+    return (m[1], m[2]) if m[2] else ("", m[3])
+
+
+class HeaderView:
+    """The header values of one message as ``header_str`` returns them, each read once.
+
+    One pass over ``msg.raw_items()`` finds which headers are present (absent
+    ones cost a dict lookup, not a scan), unstructured ASCII values are taken as
+    they are, and every other value goes through ``header_str`` (the header
+    object) once and is remembered. The results are the same as calling
+    ``header_str`` for each name; only the repeated parsing is gone.
+    """
+
+    __slots__ = ("_content_type", "_done", "_factory", "_msg", "_raw")
+
+    def __init__(self, msg: Message) -> None:
+        self._msg = msg
+        self._done: dict[str, str | None] = {}
+        self._content_type: str | None | bool = False  # False: not read yet
+        raw: dict[str, object] = {}
+        try:
+            for key, value in msg.raw_items():
+                raw.setdefault(key.lower(), value)
+        except Exception:  # noqa: BLE001 - an odd Message subclass: ask header_str for all
+            self._raw: dict[str, object] | None = None
+        else:
+            self._raw = raw
+        self._factory = getattr(getattr(msg, "policy", None), "header_factory", None)
+
+    def get(self, name: str) -> str | None:
+        name = name.lower()
+        try:
+            return self._done[name]
+        except KeyError:
+            pass
+        raw = self._raw
+        value: str | None = None
+        if raw is None or name in raw:
+            cls = _registered(self._factory, name) if raw is not None else None
+            if cls in _UNSTRUCTURED_CLASSES:
+                text = _raw_ascii(raw[name]) if raw is not None else None
+                if text is not None:
+                    value = " ".join(text.split())  # the header object's text is the value
+            elif cls in _ADDRESS_CLASSES:
+                pair = self.mailbox(name)
+                if pair is not None:
+                    value = f"{pair[0]} <{pair[1]}>" if pair[0] else pair[1]
+            elif cls is MessageIDHeader:
+                text = _raw_ascii(raw[name]) if raw is not None else None
+                if text is not None and _SIMPLE_MSG_ID.fullmatch(text):
+                    value = text  # a plain <id@domain>: the parsed header reads the same
+            if value is None:
+                value = header_str(self._msg, name)
+        self._done[name] = value
+        return value
+
+    def mailbox(self, name: str) -> tuple[str, str] | None:
+        """(display name, addr-spec) of an address header holding one plain mailbox.
+
+        What policy.default's address parser gives for ``Name <a@b.example>`` or
+        ``a@b.example`` in their simplest form (see _SIMPLE_MAILBOX), without
+        running it; None for anything else (absent, several addresses, quotes,
+        comments, encoded words...): the caller then parses the header object.
+        """
+        name = name.lower()
+        raw = self._raw
+        if raw is None or name not in raw or _registered(self._factory, name) not in _ADDRESS_CLASSES:
+            return None
+        text = _raw_ascii(raw[name])
+        return _simple_mailbox(text) if text is not None else None
+
+    def content_type(self) -> str | None:
+        """``msg.get_content_type()``, or None when it raises."""
+        if self._content_type is False:
+            try:
+                self._content_type = self._msg.get_content_type()
+            except Exception:  # noqa: BLE001
+                self._content_type = None
+        return self._content_type if isinstance(self._content_type, str) else None
+
+
+def collect_auto_headers(msg: Message, *, headers: HeaderView | None = None) -> dict[str, str]:
+    """The loop-relevant headers of ``msg`` (lower-cased names), for storing on a lead.
+
+    ``headers`` lets a caller that already holds a HeaderView of ``msg`` share it.
+    """
+    view = headers if headers is not None else HeaderView(msg)
     out: dict[str, str] = {}
     for name in LOOP_HEADERS:
         if name == "content-type":
-            try:
-                ctype = msg.get_content_type()
-            except Exception:  # noqa: BLE001
-                continue
-            if ctype in _REPORT_TYPES:
+            ctype = view.content_type()
+            if ctype is not None and ctype in _REPORT_TYPES:
                 out[name] = ctype
             continue
-        value = header_str(msg, name)
+        value = view.get(name)
         if value is not None:
             out[name] = value[:500]
     return out
@@ -175,18 +305,21 @@ def inbound_skip_reason(
     sender: str,
     own_addresses: Iterable[str] = (),
     own_domains: Iterable[str] = (),
+    headers: HeaderView | None = None,
 ) -> str | None:
     """Why an inbound mail must not become a lead, or None when it may.
 
     ``sender`` is the address a reply would go to (Reply-To or From). Only that
     address is compared with our own: a web form that sends from our mailbox
-    with the visitor in Reply-To is a real lead.
+    with the visitor in Reply-To is a real lead. ``headers`` lets a caller that
+    already holds a HeaderView of ``msg`` share it.
     """
     own = _normalized(own_addresses)
     domains = frozenset(d.strip().lower().lstrip("@").rstrip(".") for d in own_domains if d)
     if sender and sender.strip().lower() in own:
         return "own-address"
-    message_id = header_str(msg, "message-id")
+    view = headers if headers is not None else HeaderView(msg)
+    message_id = view.get("message-id")
     if message_id and domains:
         _, mid_domain = _addr_parts(message_id)
         if mid_domain in domains:
@@ -194,20 +327,17 @@ def inbound_skip_reason(
 
     def get(name: str) -> str | None:
         if name == "content-type":
-            try:
-                return msg.get_content_type()
-            except Exception:  # noqa: BLE001
-                return None
-        return header_str(msg, name)
+            return view.content_type()
+        return view.get(name)
 
     reason = _header_reason(get)
     if reason is not None:
         return reason
-    from_header = header_str(msg, "from") or ""
+    from_header = view.get("from") or ""
     for address in (sender, from_header):
         if address and _sender_reason(_bare_address(address)):
             return _sender_reason(_bare_address(address))
-    return _subject_reason(header_str(msg, "subject"))
+    return _subject_reason(view.get("subject"))
 
 
 def _bare_address(value: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sysconfig
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from pathlib import Path
 
 import pytest
@@ -340,3 +340,69 @@ def test_cpython_email_corpus_never_crashes() -> None:
     # Most of the corpus has a valid From: if none became a lead, parsing is broken.
     leads = [p for p in files if parse_email(p.read_bytes()).skip_reason is None]
     assert len(leads) >= len(files) // 4
+
+
+# ------------------------------------------- the memoizing message class matches policy.default
+
+
+def _part_facts(part: Message) -> list[object]:
+    """What parse_email reads from a part, each as a value or the exception type it raised."""
+    facts: list[object] = []
+    reads = [
+        part.get_content_type,
+        part.get_content_charset,
+        part.get_filename,
+        part.get_content_disposition,
+        part.get_boundary,
+        lambda: part.get_payload(decode=True) if not part.is_multipart() else None,
+        *(lambda k=k: str(part.get(k)) for k in part.keys()),
+    ]
+    for read in reads:
+        try:
+            facts.append(read())
+        except Exception as exc:  # noqa: BLE001 - the same failure on both sides is the point
+            facts.append(type(exc))
+    return facts
+
+
+def _walk(msg: Message) -> list[list[object]]:
+    try:
+        return [_part_facts(p) for p in msg.walk()]
+    except RecursionError:
+        return [["deep"]]
+
+
+def test_memoized_parse_reads_what_policy_default_reads() -> None:
+    from email import policy
+    from email.parser import BytesParser
+
+    from agent.email_parse import _POLICY, _Message
+
+    files = _cpython_corpus() + sorted(DATA.glob("*.eml"))
+    assert files
+    for path in files:
+        raw = path.read_bytes()
+        ours = BytesParser(_Message, policy=_POLICY).parsebytes(raw)
+        stock = BytesParser(policy=policy.default).parsebytes(raw)
+        assert _walk(ours) == _walk(stock), path
+        assert _walk(ours) == _walk(ours), path  # reading twice (memoized) changes nothing
+
+
+def test_memo_follows_header_changes() -> None:
+    from email.parser import BytesParser
+
+    from agent.email_parse import _POLICY, _Message
+
+    msg = BytesParser(_Message, policy=_POLICY).parsebytes(
+        b"Subject: one\r\nContent-Type: text/plain; charset=latin-1\r\n\r\nbody")
+    assert msg.get("subject") == "one" and msg.get_content_charset() == "latin-1"
+    msg.replace_header("Subject", "two")
+    assert msg.get("subject") == "two"
+    msg.set_param("charset", "utf-8")
+    assert msg.get_content_charset() == "utf-8"
+    del msg["subject"]
+    assert msg.get("subject") is None
+    msg["Subject"] = "three"
+    assert msg["subject"] == "three"
+    msg.add_header("X-Extra", "yes")
+    assert msg.get("x-extra") == "yes"

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import sysconfig
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.loop_guard import (
+    LOOP_HEADERS,
+    HeaderView,
     collect_auto_headers,
+    header_str,
     inbound_skip_reason,
     is_no_reply_address,
     reply_block_reason,
@@ -126,3 +133,100 @@ def test_reply_block_reason_uses_stored_headers() -> None:
     assert reply_block_reason("a@b.co", {"Auto-Submitted": "auto-generated"}) == "auto-submitted"
     assert reply_block_reason("a@b.co", {"subject": "Out of office"}) == "out-of-office"
     assert reply_block_reason("a@b.co", {"content-type": "multipart/report"}) == "delivery-report"
+
+
+# ------------------------------------------------------ HeaderView (one pass, same values)
+
+_VIEW_NAMES = [*LOOP_HEADERS, "message-id", "from", "reply-to", "in-reply-to", "references", "x-absent"]
+
+
+def _assert_view_matches(msg: Message) -> None:
+    view = HeaderView(msg)
+    for name in _VIEW_NAMES:
+        assert view.get(name) == header_str(msg, name), name
+        assert view.get(name.upper()) == header_str(msg, name), name  # memoized, any case
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["Subject", "List-Id", "Auto-Submitted", "Return-Path", "Precedence",
+                             "In-Reply-To", "References", "Message-ID", "From", "X-Autoreply"]),
+            st.one_of(
+                st.text(max_size=40),
+                st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
+                st.sampled_from(["a\rb", "a\r\n b", "=\r?x", "=?utf-8?q?Auto-Replied?=", " <> ",
+                                 "=?", "\tbulk ", "x\x1cy", "<a@b.c> (note)", "<a.b-1@c.example>",
+                                 "<a..b@c>", "<a@b> ", "<a@[1.2.3.4]>", "Ana <a@b.example>",
+                                 "<a b@c>", "<a@b@c>", "<a(c)@b>"]),
+            ),
+        ),
+        max_size=6,
+    )
+)
+def test_header_view_reads_what_header_str_reads(headers: list[tuple[str, str]]) -> None:
+    raw = b"".join(f"{n}: {v}".encode("utf-8", "surrogateescape") + b"\r\n" for n, v in headers)
+    for pol in (policy.default, policy.compat32):
+        _assert_view_matches(BytesParser(policy=pol).parsebytes(raw + b"\r\nbody\r\n"))
+
+
+def test_header_view_on_the_cpython_corpus_and_on_built_messages() -> None:
+    stdlib = Path(sysconfig.get_paths()["stdlib"]) / "test" / "test_email" / "data"
+    files = sorted(p for p in stdlib.glob("*") if p.is_file()) if stdlib.is_dir() else []
+    files += sorted((Path(__file__).parent / "data" / "emails").glob("*.eml"))
+    assert files
+    for path in files:
+        _assert_view_matches(BytesParser(policy=policy.default).parsebytes(path.read_bytes()))
+    # Headers set by code are header objects, not raw strings: read through header_str.
+    _assert_view_matches(make({"List-Id": "=?utf-8?q?Lista_=C3=A9?= <l.example.org>",
+                               "Subject": "Réponse automatique"}))
+    # Raw values set by code may hold bare CR/LF, which policy.default drops before parsing.
+    built = EmailMessage()
+    built.set_raw("Subject", "Out of\roffice")
+    built.set_raw("List-Id", "=\n?utf-8?q?x?=")
+    built.set_raw("Precedence", "bu\r\nlk")
+    _assert_view_matches(built)
+    assert HeaderView(built).get("subject") == "Out ofoffice"
+
+
+_ADDRESS_CHARS = st.sampled_from(list("aZ09.-_'!#=?`~+ <>@,;:()\"\\[]\t") + ["=?utf-8?q?x?=", "é"])
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(
+    st.one_of(
+        st.lists(_ADDRESS_CHARS, max_size=30).map("".join),
+        st.builds(lambda n, lp, d: f"{n} <{lp}@{d}>".lstrip(),
+                  st.lists(_ADDRESS_CHARS, max_size=10).map("".join),
+                  st.lists(_ADDRESS_CHARS, min_size=1, max_size=8).map("".join),
+                  st.lists(_ADDRESS_CHARS, min_size=1, max_size=8).map("".join)),
+    )
+)
+def test_plain_mailbox_shortcut_agrees_with_the_address_parser(value: str) -> None:
+    """HeaderView.mailbox answers only when policy.default would say exactly the same."""
+    raw = f"From: {value}\r\nReply-To: {value}\r\n\r\nbody".encode("utf-8", "surrogateescape")
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    view = HeaderView(msg)
+    for name in ("from", "reply-to"):
+        assert view.get(name) == header_str(msg, name)
+        pair = view.mailbox(name)
+        if pair is not None:
+            header = msg[name]
+            assert [(a.display_name, a.addr_spec) for a in header.addresses] == [pair]
+
+
+def test_plain_mailbox_shortcut_cases() -> None:
+    def mailbox(value: str) -> tuple[str, str] | None:
+        msg = BytesParser(policy=policy.default).parsebytes(f"From: {value}\r\n\r\n".encode())
+        return HeaderView(msg).mailbox("from")
+
+    assert mailbox("Ana Pérez <ana@x.example>") is None  # 8-bit: the parser decodes it
+    assert mailbox("Ana Lopez <ana.l@x.example>") == ("Ana Lopez", "ana.l@x.example")
+    assert mailbox("ana@x.example") == ("", "ana@x.example")
+    for other in ('"Ana" <a@x.example>', "a@x.example (Ana)", "a@x.example, b@x.example",
+                  "Ana  Lopez <a@x.example>", "=?utf-8?q?Ana?= <a@x.example>", "a..b@x.example", "g: a@x.example;"):
+        assert mailbox(other) is None, other
+    built = EmailMessage()
+    built["From"] = "Ana <ana@x.example>"  # a header object, not a raw value
+    assert HeaderView(built).mailbox("from") is None
