@@ -1,16 +1,22 @@
 """Inbox intake: turn each new email in one IMAP folder into a lead intake, exactly once.
 
 Thin entry point (STYLE 1): this module fetches mail, asks ``email_parse`` what a
-message is, and hands the result to ``store.intake_email``. It decides nothing
-about leads; the worker does the rest, as for the webhook.
+message is, and hands the result to the store (``store.intake_emails`` for a
+whole fetched batch when the store has it, else ``store.intake_email`` per
+message). It decides nothing about leads; the worker does the rest, as for the
+webhook.
 
 Why it is shaped like this:
 
 * **Exactly once rests on the store, not on IMAP flags.** Each message's intake
   record (lead, interaction, skip or quarantine) and the mailbox checkpoint
-  (UIDVALIDITY, highest UID done) are written in one transaction by
-  ``store.intake_email``; the message's dedupe key (its Message-ID, or a SHA-256
-  of the raw bytes when it has none) makes a second sight of it a no-op. So a
+  (UIDVALIDITY, highest UID done) are written in one transaction: one per
+  fetched batch with ``store.intake_emails`` (the checkpoint moves only with
+  the committed batch; a batch the store rejects is retried one message at a
+  time, so one bad message is found, counted and quarantined as before), one
+  per message with ``store.intake_email``. The message's dedupe key (its
+  Message-ID, or a SHA-256 of the raw bytes when it has none) makes a second
+  sight of it a no-op. So a
   crash between the commit and the ``\\Seen``/move leaves nothing to redo twice,
   and a UIDVALIDITY change (mailbox rebuilt, UIDs renumbered) is handled by
   re-scanning every UID: the keys say which ones are already done.
@@ -61,6 +67,7 @@ from agent.errors import ConfigError, LeadboxError, NeedsCredentials, TransientE
 from agent.imap_mailbox import ImapMailbox
 from agent.inbox_auth import TokenSource, make_token_source
 from agent.metrics import Metrics
+from agent.models import EmailIntake
 from agent.worker import backoff_delay
 
 __all__ = ["InboxPoller", "PollSummary", "backfill", "poll_once"]
@@ -523,13 +530,24 @@ class InboxPoller:
         return self._parse_pool
 
     async def _store_batch(self, items: list[_Fetched], uidvalidity: int, summary: PollSummary) -> None:
-        """Make each message durable (checkpoint included), then apply the after-actions."""
+        """Make the messages durable (checkpoint included), then apply the after-actions.
+
+        The whole batch in one transaction when the store can (``intake_emails``);
+        otherwise, or when the batch cannot be written as a whole for a reason that
+        is not the store being down, one message at a time.
+        """
+        if self._stopping or not items:
+            return
         taken: list[int] = []
         quarantined: list[int] = []
-        for it in items:
-            if self._stopping:
-                break
-            outcome = await self._intake_one(it, uidvalidity)
+        batch = await self._intake_batch(items, uidvalidity)
+        for n, it in enumerate(items):
+            if batch is not None:
+                outcome = batch[n]
+            else:
+                if self._stopping:
+                    break
+                outcome = await self._intake_one(it, uidvalidity)
             summary.fetched += 1
             if outcome == "lead":
                 summary.leads += 1
@@ -550,6 +568,69 @@ class InboxPoller:
             self.on_intake()
         if taken or quarantined:
             self._io.submit(self._after_actions, taken, quarantined)
+
+    async def _intake_batch(self, items: list[_Fetched], uidvalidity: int) -> list[str] | None:
+        """Record a fetched batch in one store transaction; the outcome name per message.
+
+        None means "do it one message at a time": the store has no ``intake_emails``,
+        a message cannot be turned into a lead (the one-by-one path counts its
+        failures and quarantines it), or the store refused the batch for a reason
+        that is not an outage. Nothing was recorded then: the batch is all or nothing.
+        """
+        intake_emails = getattr(self.store, "intake_emails", None)
+        if intake_emails is None:
+            return None
+        entries: list[EmailIntake] = []
+        notes: list[tuple[int, str] | None] = []  # what to log once the batch is durable
+        for it in items:
+            p = it.parsed
+            key = dedupe_key(p, it.raw, it.message_id)
+            note: tuple[int, str] | None = None
+            if p is None:
+                reason = f"too-large: {it.size} bytes (limit {self.cfg.max_message_bytes})"
+                entry = EmailIntake(None, self.mailbox, uidvalidity, it.uid, key, skip_reason=reason)
+                note = (logging.INFO, "inbox: skipped")
+            elif p.quarantine:
+                entry = EmailIntake(None, self.mailbox, uidvalidity, it.uid, key,
+                                    skip_reason=p.skip_reason, raw=it.raw)
+                note = (logging.WARNING, "inbox: quarantined")
+            elif p.skip_reason:
+                entry = EmailIntake(None, self.mailbox, uidvalidity, it.uid, key, skip_reason=p.skip_reason)
+                note = (logging.INFO, "inbox: not a lead")
+            else:
+                try:
+                    item = to_lead_in(p)
+                    if not item.clean_text and self.clean_text is not None:
+                        item.clean_text = self.clean_text(item.message)
+                except Exception:  # noqa: BLE001 - the one-by-one path decides about this message
+                    return None
+                entry = EmailIntake(item, self.mailbox, uidvalidity, it.uid, key)
+            entries.append(entry)
+            notes.append(note)
+        try:
+            results = await intake_emails(entries)
+        except Exception as e:
+            if isinstance(e, TransientError | OSError | LeadboxError) or self._is_store_down(e):
+                raise  # the store or the network: stop here, the checkpoint is safe
+            log.warning("inbox: batch intake failed; retrying it one message at a time",
+                        extra={"mailbox": self.mailbox, "reason": f"{type(e).__name__}: {e}"[:300]})
+            return None
+        outcomes: list[str] = []
+        for entry, note, result in zip(entries, notes, results, strict=True):
+            if note is not None:
+                outcome = "quarantined" if entry.raw is not None else "skipped"
+                log.log(note[0], note[1], extra={"mailbox": self.mailbox, "reason": entry.skip_reason})
+            elif result is None:
+                outcome = "already_seen"
+            else:
+                outcome = "interaction" if result.duplicate else "lead"
+                if self.metrics is not None:
+                    if result.duplicate:
+                        self.metrics.duplicate("email")
+                    else:
+                        self.metrics.lead_received("email")
+            outcomes.append(outcome)
+        return outcomes
 
     async def _intake_one(self, it: _Fetched, uidvalidity: int) -> str:
         """Record one message; the outcome name (lead, interaction, skipped, quarantined, already_seen)."""

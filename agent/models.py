@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -138,3 +139,41 @@ class IntakeResult:
 
     lead_id: str
     duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EmailIntake:
+    """One inbox message for ``intake_emails``: the arguments of one ``intake_email`` call.
+
+    ``item`` None records a skipped message (``skip_reason``) or, with ``raw``,
+    a quarantined one; ``dedupe_key`` is its Message-ID or a hash of the bytes.
+    """
+
+    item: LeadIn | None
+    mailbox: str
+    uidvalidity: int
+    uid: int
+    dedupe_key: str
+    skip_reason: str | None = None
+    raw: bytes | None = None
+
+
+def checkpoint_steps(batch: Sequence[EmailIntake]) -> list[tuple[str, int, int]]:
+    """The checkpoint writes that ``intake_email`` one by one over ``batch`` amounts to.
+
+    Each call moves its mailbox's checkpoint to max(last uid, uid) under the same
+    UIDVALIDITY and to the uid itself under a new one. So per mailbox, a run of
+    consecutive messages with one UIDVALIDITY equals a single call with the run's
+    highest uid: (mailbox, uidvalidity, uid) per run, in order.
+    """
+    steps: list[tuple[str, int, int]] = []
+    current: dict[str, int] = {}  # mailbox -> index of its open run in steps
+    for e in batch:
+        i = current.get(e.mailbox)
+        if i is not None and steps[i][1] == e.uidvalidity:
+            if e.uid > steps[i][2]:
+                steps[i] = (e.mailbox, e.uidvalidity, e.uid)
+            continue
+        current[e.mailbox] = len(steps)
+        steps.append((e.mailbox, e.uidvalidity, e.uid))
+    return steps

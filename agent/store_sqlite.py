@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.errors import ConfigError
-from agent.models import IntakeResult, Lead, LeadIn
+from agent.models import EmailIntake, IntakeResult, Lead, LeadIn, checkpoint_steps
 from agent.store_common import (
     INSERT_COLUMNS,
     UPDATE_COLUMNS,
@@ -245,6 +245,51 @@ class SqliteStore:
                 )
             self._advance(db, mailbox, uidvalidity, uid, now)
             return result
+        return await self._run(self._tx, work)
+
+    async def intake_emails(self, batch: Sequence[EmailIntake]) -> list[IntakeResult | None]:
+        """``intake_email`` for each message of ``batch``, in order, in one transaction.
+
+        Results, records and checkpoint are those of the one-by-one calls (a key
+        seen earlier in the batch is already seen; the checkpoint ends at the
+        batch's highest uid per UIDVALIDITY run), but there is one commit and one
+        thread hop per fetched batch instead of per message. All or nothing: if
+        any write fails, no message of the batch is recorded and the checkpoint
+        stays where it was.
+        """
+        if not batch:
+            return []
+
+        def work(db: sqlite3.Connection) -> list[IntakeResult | None]:
+            now = time.time()
+            keys = list(dict.fromkeys(e.dedupe_key for e in batch))
+            taken: set[str] = set()
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                taken.update(r[0] for r in db.execute(
+                    f"SELECT dedupe_key FROM inbox_messages WHERE dedupe_key IN ({','.join('?' * len(chunk))})",
+                    chunk))
+            results: list[IntakeResult | None] = []
+            rows: list[tuple[Any, ...]] = []
+            for e in batch:
+                if e.dedupe_key in taken:
+                    results.append(None)
+                    continue
+                taken.add(e.dedupe_key)
+                res = self._intake_one(db, e.item, now) if e.item is not None else None
+                results.append(res)
+                if res is not None:
+                    outcome = "interaction" if res.duplicate else "lead"
+                else:
+                    outcome = "quarantined" if e.raw is not None else "skipped"
+                rows.append((e.dedupe_key, e.mailbox, e.uidvalidity, e.uid, res.lead_id if res else None,
+                             outcome, e.skip_reason, e.raw, now))
+            db.executemany(
+                "INSERT INTO inbox_messages (dedupe_key, mailbox, uidvalidity, uid, lead_id, outcome, "
+                "reason, raw, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            for mailbox, uidvalidity, uid in checkpoint_steps(batch):
+                self._advance(db, mailbox, uidvalidity, uid, now)
+            return results
         return await self._run(self._tx, work)
 
     @staticmethod
