@@ -24,9 +24,11 @@ Why it is shaped like this:
   dedicated thread (a one-thread executor): one connection per mailbox, and
   commands never interleave. IDLE, when on, holds a second connection in a
   second thread and only *triggers* polls.
-* **Parsing is the expensive part** (``policy.default`` header objects), so a
-  large batch is parsed in worker processes (all cores), a small one in a thread;
-  fetching batch n+1 and parsing it overlaps with storing batch n.
+* **Parsing is the expensive part** (``policy.default``; ~0.25 ms a message), so
+  with cores to spare (3 or more: one stays with this process's IMAP, TLS and
+  store work) a large batch is parsed in worker processes, otherwise in a
+  thread; fetching batch n+1 and parsing it overlaps with storing batch n. On 2
+  cores, worker processes were slower than the thread (bench/results_inbox.md).
 * **The loop never dies** (STYLE 5): network trouble -> state ``down`` and a
   retry with exponential backoff and jitter, forever; a refused login ->
   ``needs_credentials``, retried every few minutes or on ``poll_now``; a message
@@ -86,6 +88,8 @@ IDLE_RENEW = 25 * 60.0
 IDLE_TICK = 1.0
 # Batches at least this big are parsed in worker processes when there are cores to spare.
 PROCESS_PARSE_MIN = 64
+# Cores left to this process (event loop, IMAP/TLS thread, store thread) when sizing the parse pool.
+PARSE_RESERVED_CORES = 1
 # A message whose intake keeps raising (not the store being down) is quarantined after this.
 MAX_INTAKE_FAILURES = 3
 
@@ -178,7 +182,8 @@ class InboxPoller:
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-imap")
         self._mb = self._make_mailbox()
         self._parse_pool: ProcessPoolExecutor | None = None
-        self._parse_workers = _cpu_count()
+        # Worker processes only pay off with at least 2 of them beside this process.
+        self._parse_workers = max(1, _cpu_count() - PARSE_RESERVED_CORES)
         self._scheduler: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False

@@ -317,3 +317,26 @@ async def test_poller_writes_one_transaction_per_fetched_batch(
     finally:
         await poller.stop()
         await inner.close()
+
+
+async def test_poller_parses_a_backlog_in_worker_processes(dovecot: DovecotServer, tmp_path: Path) -> None:
+    """The process-pool path (the default with 3+ cores) gives the same records as the thread."""
+    user = dovecot.add_user()
+    c = dovecot.client(user, tls=False)
+    c.multiappend("INBOX", [mail(i) for i in range(130)] + [b"\xff\xfe not a mail"])
+    c.logout()
+    config = poller_config(dovecot, user, tmp_path, batch_size=100)
+    store = SqliteStore(config.store_url)
+    await store.open()
+    poller = InboxPoller(config, store, Metrics())
+    poller._parse_workers = 2  # noqa: SLF001 - force the pool whatever this machine's cores
+    try:
+        s = await poller.poll()
+        assert s is not None and (s.fetched, s.leads, s.quarantined) == (131, 130, 1)
+        assert poller._parse_pool is not None  # noqa: SLF001 - the pool really parsed
+        assert await store.inbox_outcomes() == {"lead": 130, "quarantined": 1}
+        got = await store.get_by_email("cliente7@empresa7.example")
+        assert got is not None and got.name == "Cliente 7" and got.subject == "Cotización 7"
+    finally:
+        await poller.stop()
+        await store.close()
