@@ -103,14 +103,13 @@ class LabelsConfig(_Section):
 
 
 PriorityName = Literal["high", "medium", "low"]
+_DEFAULT_PRIORITIES: dict[str, PriorityName] = {
+    "support": "high", "sales": "medium", "info": "medium", "spam": "low",
+}
 
 
 class PriorityConfig(_Section):
-    by_category: dict[str, PriorityName] = Field(
-        default_factory=lambda: {
-            "support": "high", "sales": "medium", "info": "medium", "spam": "low",
-        }
-    )
+    by_category: dict[str, PriorityName] = Field(default_factory=lambda: dict(_DEFAULT_PRIORITIES))
     # Words that raise a lead one level (never a spam lead).
     urgent_words: list[str] = Field(
         default_factory=lambda: [

@@ -6,6 +6,7 @@ systems, never aiohttp, imapclient, openai, gspread or smtplib.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -82,7 +83,7 @@ class Store(Protocol):
         """Raise when the store cannot be reached."""
         ...
 
-    async def intake_many(self, items: Sequence[LeadIn]) -> list[IntakeResult]:
+    async def intake_many(self, items: Sequence[LeadIn]) -> builtins.list[IntakeResult]:
         """Write intakes durably in one transaction; a known email becomes an interaction."""
         ...
 
@@ -104,20 +105,38 @@ class Store(Protocol):
 
     async def set_checkpoint(self, mailbox: str, uidvalidity: int, uid: int) -> None: ...
 
-    async def claim(self, limit: int, owner: str, lease_seconds: float) -> list[Lead]:
+    async def claim(self, limit: int, owner: str, lease_seconds: float) -> builtins.list[Lead]:
         """Lease up to ``limit`` due leads in non-final states for this owner."""
         ...
 
-    async def update(self, lead: Lead, *, release: bool = False) -> None:
-        """Persist a lead's pipeline fields; ``release`` drops the lease."""
+    async def update(
+        self, lead: Lead, *, release: bool = False, next_attempt_at: float | None = None,
+        ledger_status: str | None = None,
+    ) -> None:
+        """Persist a lead's pipeline fields; ``release`` drops the lease; ``next_attempt_at`` (epoch
+        seconds) schedules the next try; ``ledger_status`` closes its reply-ledger row atomically."""
         ...
+
+    async def set_mirror_status(self, lead_id: str, status: str) -> None: ...
+
+    async def get_by_email(self, email_norm: str) -> Lead | None: ...
+
+    async def queue_depth(self) -> int: ...
+
+    async def is_known_contact(self, email_norm: str) -> bool: ...
+
+    async def try_acquire_leadership(self, name: str) -> bool:
+        """Leadership for singleton jobs (the inbox poll); always True for a single-process store."""
+        ...
+
+    async def release_leadership(self, name: str) -> None: ...
 
     async def get(self, lead_id: str) -> Lead | None: ...
 
     async def list(
         self, *, state: str | None = None, category: str | None = None,
         priority: str | None = None, limit: int = 50, cursor: str | None = None,
-    ) -> tuple[list[Lead], str | None]: ...
+    ) -> tuple[builtins.list[Lead], str | None]: ...
 
     async def retry(self, lead_id: str | None = None, *, all_failed: bool = False) -> int:
         """Put failed leads back in the queue; returns how many."""
@@ -152,9 +171,9 @@ class Store(Protocol):
         """Leads per state (for metrics and queue depth)."""
         ...
 
-    async def needing_reclassify(self, limit: int) -> list[Lead]: ...
+    async def needing_reclassify(self, limit: int) -> builtins.list[Lead]: ...
 
-    async def mirror_pending(self, limit: int) -> list[Lead]:
+    async def mirror_pending(self, limit: int) -> builtins.list[Lead]:
         """Leads past ``saved`` whose mirror has not succeeded yet."""
         ...
 

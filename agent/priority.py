@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.models import Category, Priority
@@ -24,7 +25,7 @@ def _fold(s: str) -> str:
 class PriorityRules:
     """category -> priority, then a sender-domain rule, then urgency words raise one level."""
 
-    def __init__(self, by_category: dict[str, str], urgent_words: list[str], domains: dict[str, str]) -> None:
+    def __init__(self, by_category: Mapping[str, str], urgent_words: Sequence[str], domains: Mapping[str, str]) -> None:
         self.by_category = {k: Priority(v) for k, v in by_category.items()}
         words = sorted({_fold(w).strip() for w in urgent_words if w.strip()}, key=len, reverse=True)
         self._urgent = (

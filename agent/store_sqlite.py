@@ -10,6 +10,7 @@ committed intake; only a power loss can drop the last transactions.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -404,8 +405,8 @@ class SqliteStore:
     async def list(
         self, *, state: str | None = None, category: str | None = None,
         priority: str | None = None, limit: int = 50, cursor: str | None = None,
-    ) -> tuple[list[Lead], str | None]:
-        def work() -> tuple[list[Lead], str | None]:
+    ) -> tuple[builtins.list[Lead], str | None]:
+        def work() -> tuple[builtins.list[Lead], str | None]:
             where, args = [], []
             for col, val in (("state", state), ("category", category), ("priority", priority)):
                 if val:
@@ -512,11 +513,11 @@ class SqliteStore:
         return await self._run(work)
 
     # -- side jobs ------------------------------------------------------
-    async def needing_reclassify(self, limit: int) -> list[Lead]:
+    async def needing_reclassify(self, limit: int) -> builtins.list[Lead]:
         return await self._run(lambda: [row_to_lead(r) for r in self.db.execute(
             "SELECT * FROM leads WHERE needs_reclassify = 1 AND state IN ('replied','skipped','failed') ORDER BY id LIMIT ?", (limit,))])
 
-    async def mirror_pending(self, limit: int) -> list[Lead]:
+    async def mirror_pending(self, limit: int) -> builtins.list[Lead]:
         return await self._run(lambda: [row_to_lead(r) for r in self.db.execute(
             "SELECT * FROM leads WHERE mirror_status IN ('pending','error') "
             "AND state IN ('mirrored','replied','skipped','failed') ORDER BY id LIMIT ?", (limit,))])
