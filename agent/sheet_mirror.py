@@ -49,6 +49,7 @@ from google.auth import exceptions as gauth_exceptions
 from google.auth.transport.requests import AuthorizedSession
 from google.oauth2 import service_account
 from gspread.http_client import HTTPClient
+from gspread.utils import ValueInputOption
 
 from agent.errors import ConfigError, LeadboxError, NeedsCredentials, PermanentError, TransientError
 from agent.models import Lead
@@ -431,7 +432,7 @@ class SheetMirror:
         if not header and prepare:
             # An update at A1, not an append: two replicas starting on an empty
             # sheet both write the same cells, never two header rows.
-            ws.update([self._columns], "A1", value_input_option="RAW")
+            ws.update([self._columns], "A1", value_input_option=ValueInputOption.raw)
             header = list(self._columns)
         self._spreadsheet_obj, self._ws, self._title, self._header = sh, ws, sh.title, header
         if prepare:
@@ -451,7 +452,7 @@ class SheetMirror:
         pos = self._column_position(name)
         if pos is None:
             return []
-        values = self._ws.col_values(pos)
+        values = ["" if v is None else str(v) for v in self._ws.col_values(pos)]
         return values[1:] if self._header else values
 
     def _read_ids_sync(self) -> set[str]:
@@ -459,7 +460,7 @@ class SheetMirror:
 
     def _append_sync(self, rows: list[list[str]]) -> None:
         assert self._ws is not None
-        self._ws.append_rows(rows, value_input_option="RAW")
+        self._ws.append_rows(rows, value_input_option=ValueInputOption.raw)
 
     # ----- state --------------------------------------------------------
     def _set_state(self, state: str, reason: str | None) -> None:

@@ -32,6 +32,7 @@ raise; the webhook answers 503 and the worker retries) and nothing after.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import time
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from agent.errors import ConfigError, TransientError
@@ -175,7 +176,7 @@ class PostgresStore:
         self.conninfo = make_conninfo(url, **{k: v for k, v in _CONN_DEFAULTS.items() if k not in given})
         self.pool_size = pool_size
         self.pool_timeout = pool_timeout
-        self._pool: AsyncConnectionPool | None = None
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] | None = None
         # Leadership: one session outside the pool whose advisory locks are our leaderships.
         self._leader_conn: psycopg.AsyncConnection[Any] | None = None
         self._leading: set[str] = set()
@@ -185,14 +186,14 @@ class PostgresStore:
 
     # -- plumbing -------------------------------------------------------
     @property
-    def pool(self) -> AsyncConnectionPool:
+    def pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]:
         if self._pool is None:
             raise RuntimeError("store is not open")
         return self._pool
 
     async def open(self) -> None:
         """Open the pool and bring the schema up to date (one replica migrates, others wait)."""
-        pool = AsyncConnectionPool(
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
             self.conninfo, min_size=1, max_size=self.pool_size, open=False,
             timeout=self.pool_timeout, name="leadbox",
             kwargs={"autocommit": True, "row_factory": dict_row},
@@ -492,7 +493,7 @@ class PostgresStore:
     async def list(
         self, *, state: str | None = None, category: str | None = None,
         priority: str | None = None, limit: int = 50, cursor: str | None = None,
-    ) -> tuple[list[Lead], str | None]:
+    ) -> tuple[builtins.list[Lead], str | None]:
         where: list[str] = []
         args: list[Any] = []
         for col, val in (("state", state), ("category", category), ("priority", priority)):
@@ -640,13 +641,13 @@ class PostgresStore:
             return int(r["n"]) if r else 0
 
     # -- side jobs ------------------------------------------------------
-    async def needing_reclassify(self, limit: int) -> list[Lead]:
+    async def needing_reclassify(self, limit: int) -> builtins.list[Lead]:
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(
                 "SELECT * FROM leads WHERE needs_reclassify = 1 AND state IN ('replied','skipped','failed') ORDER BY id LIMIT %s", (limit,))).fetchall()
         return [row_to_lead(r) for r in rows]
 
-    async def mirror_pending(self, limit: int) -> list[Lead]:
+    async def mirror_pending(self, limit: int) -> builtins.list[Lead]:
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(
                 "SELECT * FROM leads WHERE mirror_status IN ('pending','error') "
