@@ -96,6 +96,7 @@ MAX_INTAKE_FAILURES = 3
 _IMAP_ERRORS: tuple[type[BaseException], ...] = (
     TransientError, OSError, EOFError, imaplib.IMAP4.error, IMAPClientError,
 )
+_POLL_ONCE_ERRORS: tuple[type[BaseException], ...] = (ConfigError, *_IMAP_ERRORS)
 
 
 @dataclass
@@ -803,7 +804,7 @@ async def _one_shot(config: Config, since: date | None) -> tuple[int, PollSummar
     except NeedsCredentials as e:
         print(f"inbox: {e}", file=sys.stderr)
         summary, code = None, 2
-    except (ConfigError, *_IMAP_ERRORS) as e:
+    except _POLL_ONCE_ERRORS as e:
         print(f"inbox: {e}", file=sys.stderr)
         summary, code = None, 1
     finally:
