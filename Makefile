@@ -26,6 +26,7 @@ system-deps:
 
 test: system-deps $(STAMP)
 	$(BIN)/ruff check agent tests bench
+	$(BIN)/mypy agent
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
