@@ -35,6 +35,7 @@ OPENAPI: dict[str, Any] = {
                     "200": _resp("Known email: kept as an interaction, no new reply",
                                  {"$ref": "#/components/schemas/Accepted"}),
                     "401": _resp("Webhook authentication configured and missing or wrong", _ERR),
+                    "400": _resp("Body could not be read (broken framing or Content-Encoding)", _ERR),
                     "408": _resp("Body not received in time", _ERR),
                     "413": _resp("Body over the size limit (64 KiB)", _ERR),
                     "415": _resp("Not JSON (Content-Type or body)", _ERR),

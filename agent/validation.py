@@ -53,12 +53,25 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def parse_json_body(body: bytes) -> Any:
     """Decode strict UTF-8 JSON, refusing duplicate keys (ambiguous input)."""
     text = body.decode("utf-8")  # UnicodeDecodeError -> caller answers 415
-    return json.loads(text, object_pairs_hook=_no_duplicates)
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); kept, they would be echoed back as invalid JSON."""
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def normalize_email(email: str, *, fold_gmail: bool = False) -> str:
     """The dedupe key: trimmed and lower-cased; optional Gmail dot/+tag folding."""
     e = email.strip().lower()
+    local, at, domain = e.rpartition("@")
+    if at and not domain.isascii():
+        # IDNA mapping: a soft hyphen, a zero-width space or fullwidth letters name the same
+        # mailbox as the plain domain; one key per mailbox keeps dedupe and the reply window honest.
+        try:
+            e = f"{local}@{domain.encode('idna').decode('idna').lower()}"
+        except UnicodeError:
+            pass
     if fold_gmail and "@" in e:
         local, _, domain = e.rpartition("@")
         if domain in ("gmail.com", "googlemail.com"):
@@ -174,10 +187,16 @@ def validate_lead(data: Any, *, fold_gmail: bool = False) -> LeadIn | list[Field
 
 
 def _has_surrogates(obj: Any) -> bool:
-    if isinstance(obj, str):
-        return any("\ud800" <= c <= "\udfff" for c in obj)
-    if isinstance(obj, dict):
-        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in obj.items())
-    if isinstance(obj, list):
-        return any(_has_surrogates(v) for v in obj)
+    """Iterative, so a deeply nested metadata object cannot exhaust the stack."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if any("\ud800" <= c <= "\udfff" for c in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False

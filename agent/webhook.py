@@ -86,14 +86,16 @@ async def post_lead(request: web.Request) -> web.Response:
     cl = request.content_length
     if cl is not None and cl > s.max_body_bytes:
         return _error(413, "body", f"request body too large (limit {s.max_body_bytes} bytes)")
-    if request.content.is_eof():  # the usual case: a small body arrived with the headers
-        body = await request.read()
-    else:
-        try:
+    try:
+        if request.content.is_eof():  # the usual case: a small body arrived with the headers
+            body = await request.read()
+        else:
             async with asyncio.timeout(s.read_timeout):
                 body = await request.read()
-        except TimeoutError:
-            return _error(408, "body", "request body not received in time")
+    except TimeoutError:
+        return _error(408, "body", "request body not received in time")
+    except web.RequestPayloadError:  # broken chunked framing, undecodable Content-Encoding, cut short
+        return _error(400, "body", "the request body could not be read (framing or Content-Encoding)")
     if s.webhook_auth == "bearer":
         if not bearer_ok(request.headers.get("Authorization"), d.config.secrets.webhook_secret):
             return _error(401, "Authorization", "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
