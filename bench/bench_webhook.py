@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
+THREADS = int(os.environ.get("WRK_THREADS", "1"))  # one wrk thread leaves the 2nd core to the server
 
 
 def free_port() -> int:
@@ -54,7 +55,7 @@ def start_daemon(tmp: Path, port: int, extra: dict[str, str] | None = None) -> s
 
 def wrk(port: int, seconds: int, conns: int, tag: str) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(ROOT / "bench/unique_leads.lua"),
+        ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(ROOT / "bench/unique_leads.lua"),
          f"http://127.0.0.1:{port}/leads", "--", tag], capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("JSON "))
     d = json.loads(line[5:])
