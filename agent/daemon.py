@@ -306,7 +306,10 @@ async def serve(config: Config, ready: Callable[[int], None] | None = None) -> i
         loop.add_signal_handler(sig, stop.set)
     daemon = Daemon(config)
     await daemon.start()
-    runner = web.AppRunner(daemon.make_app(), handle_signals=False, access_log=None)
+    # keepalive_timeout also bounds a connection that never completes its request headers
+    # (aiohttp has no header-read timeout): slow-loris clients are cut off after read_timeout.
+    runner = web.AppRunner(daemon.make_app(), handle_signals=False, access_log=None,
+                           keepalive_timeout=config.settings.http.read_timeout)
     await runner.setup()
     http = config.settings.http
     site = web.TCPSite(runner, http.host, http.port, backlog=1024)

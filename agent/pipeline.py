@@ -22,6 +22,7 @@ from agent.models import Category, Lead, State
 from agent.ports import Classifier, MailTransport, Mirror, Store
 from agent.priority import PriorityRules
 from agent.text_clean import strip_quotes_and_signature
+from agent.validation import mailbox_key
 
 log = logging.getLogger("leadbox.pipeline")
 
@@ -141,8 +142,9 @@ class Reply:
         if reason is None:
             window = now - timedelta(hours=policy.window_hours) if policy.window_hours > 0 else None
             reason, prior = await store.reply_gate(
-                lead.id, lead.email_norm, mid, window_since=window.timestamp() if window else None,
-                cap_since=(now - timedelta(hours=1)).timestamp(), cap=policy.max_per_hour)
+                lead.id, mailbox_key(lead.email_norm), mid, window_since=window.timestamp() if window else None,
+                cap_since=(now - timedelta(hours=1)).timestamp(), cap=policy.max_per_hour,
+                contact=lead.email_norm)
         if reason is not None:
             lead.state, lead.skip_reason = State.SKIPPED, reason
             lead.reply_status, lead.reply_reason = "skipped", reason

@@ -153,9 +153,12 @@ class Store(Protocol):
 
     async def reply_gate(
         self, lead_id: str, to_addr: str, message_id: str, *, window_since: float | None,
-        cap_since: float, cap: int,
+        cap_since: float, cap: int, contact: str | None = None,
     ) -> tuple[str | None, str | None]:
-        """Known-contact, per-address window and global cap checks plus the ledger row, atomically.
+        """Known-contact, per-mailbox window and global cap checks plus the ledger row, atomically.
+
+        ``to_addr`` is the mailbox key (see validation.mailbox_key); ``contact`` the lead's
+        normalized email, also checked against known contacts.
 
         Returns (skip_reason, prior) where prior is as reply_begin's.
         """

@@ -579,7 +579,7 @@ class PostgresStore:
 
     async def reply_gate(
         self, lead_id: str, to_addr: str, message_id: str, *, window_since: float | None,
-        cap_since: float, cap: int,
+        cap_since: float, cap: int, contact: str | None = None,
     ) -> tuple[str | None, str | None]:
         """The reply's stateful checks and the ledger row in one transaction (see SqliteStore).
 
@@ -596,7 +596,8 @@ class PostgresStore:
                                    (message_id, lead_id))
                 return None, "resumed"
             if await (await conn.execute(
-                    "SELECT 1 FROM known_emails WHERE email_norm = %s", (to_addr,))).fetchone():
+                    "SELECT 1 FROM known_emails WHERE email_norm IN (%s, %s)",
+                    (to_addr, contact or to_addr))).fetchone():
                 return "known-contact", None
             if window_since is not None and await (await conn.execute(
                     "SELECT 1 FROM replies WHERE to_addr = %s AND created_at >= %s "

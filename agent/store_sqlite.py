@@ -463,7 +463,7 @@ class SqliteStore:
 
     async def reply_gate(
         self, lead_id: str, to_addr: str, message_id: str, *, window_since: float | None,
-        cap_since: float, cap: int,
+        cap_since: float, cap: int, contact: str | None = None,
     ) -> tuple[str | None, str | None]:
         """The reply's stateful checks and the ledger row, in one transaction.
 
@@ -480,7 +480,8 @@ class SqliteStore:
                 db.execute("UPDATE replies SET status = 'sending', message_id = ? WHERE lead_id = ?",
                            (message_id, lead_id))
                 return None, "resumed"
-            if db.execute("SELECT 1 FROM known_emails WHERE email_norm = ?", (to_addr,)).fetchone():
+            if db.execute("SELECT 1 FROM known_emails WHERE email_norm IN (?, ?)",
+                          (to_addr, contact or to_addr)).fetchone():
                 return "known-contact", None
             if window_since is not None and db.execute(
                 "SELECT 1 FROM replies WHERE to_addr = ? AND created_at >= ? "

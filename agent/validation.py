@@ -81,6 +81,22 @@ def normalize_email(email: str, *, fold_gmail: bool = False) -> str:
     return e
 
 
+def mailbox_key(email_norm: str) -> str:
+    """The mailbox a reply really lands in, for the one-reply-per-window rule.
+
+    Unlike the dedupe key (which only folds Gmail when ``dedupe.fold_gmail`` is on),
+    this always drops +tags (sub-addressing, honoured by most providers) and Gmail's
+    dots, so address variants cannot buy extra auto-replies to one inbox.
+    """
+    local, _, domain = email_norm.rpartition("@")
+    if not local:
+        return email_norm
+    local = local.split("+", 1)[0] or local
+    if domain in ("gmail.com", "googlemail.com"):
+        local, domain = local.replace(".", "") or local, "gmail.com"
+    return f"{local}@{domain}"
+
+
 def email_problem(email: str) -> str | None:
     """Why an address is not valid, or None. IDN domains are accepted."""
     if len(email) > 254:

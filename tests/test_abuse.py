@@ -12,8 +12,6 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.fixtures.daemon import all_final, wait_for
 
 HOSTILE = ["Eve\u2028Bcc: victim@example.com", "Eve\u2029To: v@x.io", "Eve\u0085Cc: v@x.io",
@@ -44,8 +42,6 @@ async def test_one_reply_per_mailbox_across_address_variants(make_daemon: Any, t
     assert len(outbox(tmp_path)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="finding: the reply window is keyed on the dedupe key; with "
-                   "dedupe.fold_gmail = false Gmail dot/+tag variants each get a reply (see docs/security.md)")
 async def test_gmail_dot_and_tag_variants_get_one_reply(make_daemon: Any, tmp_path: Path) -> None:
     d, c = await make_daemon()
     for e in ["victim@gmail.com", "v.ictim@gmail.com", "vi.ct.im@gmail.com", "victim+1@gmail.com", "victim+x@gmail.com"]:
