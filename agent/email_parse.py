@@ -27,6 +27,7 @@ from __future__ import annotations
 import codecs
 import email.utils
 import json
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from email import policy
@@ -54,6 +55,8 @@ MESSAGE_MAX = 20_000
 HEADER_MAX = 2_000
 _MAX_MIME_DEPTH = 40
 _MAX_PARTS = 500
+# A run of RFC 2047 encoded words (separated by whitespace only).
+_ENCODED_RUN = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=(?:\s+=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)*")
 
 
 @dataclass(slots=True)
@@ -153,7 +156,7 @@ def is_valid_email(address: str) -> bool:
     """
     if not address or len(address) > 254 or address.count("@") != 1:
         return False
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in address):
+    if any(ch.isspace() or not ch.isprintable() for ch in address):  # controls, surrogates
         return False
     local, domain = address.split("@")
     if not local or "." not in domain or domain.startswith(".") or domain.endswith("."):
@@ -169,6 +172,16 @@ def _decode_words(value: str) -> str:
         return str(make_header(decode_header(value)))
     except Exception:  # noqa: BLE001 - bogus charset or broken encoded word
         return value
+
+
+def _quoted_words(match: re.Match[str]) -> str:
+    """Encoded words as one quoted string of their text (RFC 2047: never part of an addr-spec).
+
+    The fallback address parser reads raw text: unquoted, the ``,``/``:``/``@`` inside
+    an encoded display name would be taken for addresses.
+    """
+    text = _clean_line(_decode_words(match.group(0)), NAME_MAX)
+    return '"' + text.replace("\\", "").replace('"', "") + '"'
 
 
 def _raw_header(msg: Message, name: str) -> str | None:
@@ -201,6 +214,7 @@ def _addresses(msg: Message, name: str, headers: HeaderView) -> list[tuple[str, 
     if raw is None:
         return []
     try:
+        raw = _ENCODED_RUN.sub(_quoted_words, raw)
         return [(_decode_words(n), a) for n, a in email.utils.getaddresses([raw]) if a]
     except Exception:  # noqa: BLE001
         return []
@@ -457,8 +471,9 @@ def _parse(
 
 def _pick_sender(msg: Message, headers: HeaderView) -> tuple[str, str]:
     """(name, address): Reply-To when it is one valid address, else the first From."""
-    from_pairs = _addresses(msg, "from", headers)
-    reply_to = [(n, a.strip()) for n, a in _addresses(msg, "reply-to", headers)]
+    # Raw UTF-8 addresses (RFC 6532) arrive as surrogate escapes: decode them as text.
+    from_pairs = [(n, _fix_surrogates(a)) for n, a in _addresses(msg, "from", headers)]
+    reply_to = [(n, _fix_surrogates(a).strip()) for n, a in _addresses(msg, "reply-to", headers)]
     chosen: tuple[str, str] | None = None
     if len(reply_to) == 1 and is_valid_email(reply_to[0][1]):
         chosen = reply_to[0]
