@@ -13,6 +13,7 @@ import base64
 import binascii
 import re
 import string
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, formataddr
@@ -23,7 +24,22 @@ from agent.models import Category, Lead
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
-_LINKS = re.compile(r"(https?://\S+|www\.\S+|<[^>]*>|\[[^\]]*\]\([^)]*\))", re.I)
+_TLD2 = ("(?:io|co|ai|me|ly|to|tv|cc|ws|gg|so|sh|gl|tk|ml|ga|cf|gq|es|mx|ar|br|pt|cl|pe|uy|ec|ve"
+         "|bo|py|cr|gt|sv|hn|ni|pa|do|cu|pr|us|uk|eu|de|fr|it|nl|be|ch|at|pl|ru|cn|jp|in|au|ca)")
+_LINKS = re.compile(
+    r"\[[^\]]*\]\([^)]*\)"  # markdown link or image: [text](url)
+    r"|\[[^\]]*\]:\s*\S+"  # markdown reference: [ref]: url
+    r"|<[^<>]*>"  # tags and <http://...>
+    r"|\b(?:https?|ftps?|sftp|file|wss?|mailto|javascript|vbscript|data|tel|sms|irc|news):\S+"
+    r"|(?<!\S)//\S+"  # protocol-relative
+    r"|\bwww\.\S+"
+    r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"  # addresses: mail clients make them mailto links
+    # Bare domains, as mail clients link them: with a path, or with a TLD of 3+ letters or a
+    # common 2-letter one (so "EE.UU." or "p.ej." stay words).
+    r"|\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,24}[/?#]\S*"
+    rf"|\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:[a-z]{{3,24}}|{_TLD2})\b",
+    re.I,
+)
 LANGUAGES_FALLBACK = ("es", "en", "pt")
 
 
@@ -34,7 +50,10 @@ def one_line(text: str, limit: int = 200) -> str:
 
 def strip_links(text: str) -> str:
     """LLM text may only reach a reply as plain words: no links, markup or markdown."""
-    return re.sub(r"\s+", " ", _LINKS.sub("", text)).strip()
+    # Fullwidth letters and zero-width characters must not hide a link from the patterns.
+    text = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
+    text = _LINKS.sub("", text).replace("<", "").replace(">", "")  # and unclosed tags
+    return re.sub(r"\s+", " ", text).strip()
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,70 @@ async def test_reply_has_no_llm_text_unless_enabled(make_daemon: Any, tmp_path: 
     await wait_for(lambda: all_final(d, 1), what="lead processed")
     body = outbox(tmp_path)[0].get_content()
     assert "SUMMARYMARK" not in body and "evil" not in body
+
+
+# (summary given by the model, words that must reach the reply); the summaries are clipped
+# to 200 characters by the classifier, so each hostile case gets its own lead.
+LLM_SUMMARIES: list[tuple[str, list[str]]] = [
+    ("Quiere ALPHA presupuesto\r\nBcc: victim@example.com\r\nSubject: pwned\r\n\r\n"
+     "visit http://evil.example/x?a=1 or HTTPS://EVIL2.example/ ahora", ["ALPHA", "presupuesto", "ahora"]),
+    ("<a href='http://e.io/p'>BRAVO</a> <script>alert(1)</script><img src=x onerror=alert(2)> "
+     "<b>CHARLIE</b>", ["BRAVO", "CHARLIE"]),
+    ("[click here](http://x.io/y) DELTA www.spam.example/path ECHO ![img](http://t.io/p.png) "
+     "[ref]: http://r.io FOXTROT", ["DELTA", "ECHO", "FOXTROT"]),
+    ("GOLF ftp://evil.example/f mailto:evil@evil.example evil@evil.example javascript:alert(1) "
+     "//evil.example/x evil.example/path bit.ly/abc HOTEL", ["GOLF", "HOTEL"]),
+    ("INDIA h\u200bttp://evil.example/z \uff48\uff54\uff54\uff50://evil.example <script "
+     "JULIETT <<b>>", ["INDIA", "JULIETT"]),
+    ("Empresa de EE.UU. pide demo de KILO, p.ej. el lunes; usa Node.js", ["EE.UU.", "KILO", "p.ej.", "Node.js"]),
+]
+LINK_MARKERS = ["http", "www.", "://", "evil", "e.io", "x.io", "t.io", "r.io", "bit.ly", "spam.",
+                "<", ">", "](", "mailto", "javascript", "img", "onerror", "alert(2)"]
+
+
+def summary_templates(tmp: Path) -> Path:
+    """A templates dir whose replies show $summary between markers (config/templates do not use it)."""
+    d = tmp / "templates"
+    d.mkdir()
+    for category in ("sales", "support", "info"):
+        (d / f"{category}.es.txt").write_text(
+            "Subject: Gracias por escribir\n\nHola $first_name:\n\nSUMMARY-START $summary SUMMARY-END\n"
+            "\nUn saludo\n", encoding="utf-8")
+    return d
+
+
+async def test_reply_summary_when_enabled_has_words_but_no_links_markup_or_headers(
+        make_daemon: Any, tmp_path: Path, openai_server: Any) -> None:
+    """reply.include_summary = true and a model answering with links, tags, markdown and CR/LF
+    (the fake's echo mode: each lead's message carries the verdict the model will give)."""
+    openai_server.script(["echo"] * len(LLM_SUMMARIES))
+    env = {"LEADBOX_CLASSIFIER__BACKEND": "openai", "LEADBOX_CLASSIFIER__BASE_URL": openai_server.base_url,
+           "OPENAI_API_KEY": "test", "LEADBOX_REPLY__INCLUDE_SUMMARY": "true",
+           "LEADBOX_REPLY__TEMPLATES_DIR": str(summary_templates(tmp_path))}
+    d, c = await make_daemon(env)
+    expected: dict[str, list[str]] = {}
+    for i, (summary, words) in enumerate(LLM_SUMMARIES):
+        verdict = json.dumps({"category": "sales", "summary": summary, "language": "es", "confidence": 0.9})
+        status, answer = await post(c, {"name": f"Ana {i}", "email": f"sum{i}@example.com",
+                                        "message": f"Hola, un presupuesto por favor. {verdict}"})
+        assert status == 202, answer
+        expected[f"sum{i}@example.com"] = words
+    await wait_for(lambda: all_final(d, len(LLM_SUMMARIES)), what="leads processed")
+    mails = outbox(tmp_path)
+    assert len(mails) == len(LLM_SUMMARIES)
+    for m in mails:
+        to = m["To"].addresses
+        assert len(to) == 1 and to[0].addr_spec in expected
+        assert m["Bcc"] is None and m["Cc"] is None and m["Subject"] == "Gracias por escribir"
+        assert sorted(k.lower() for k in m.keys()) == sorted(
+            ["from", "to", "subject", "date", "message-id", "auto-submitted", "x-auto-response-suppress",
+             "x-leadbox-lead", "mime-version", "content-type", "content-transfer-encoding"])
+        body = m.get_content()
+        line = next(x for x in body.splitlines() if x.startswith("SUMMARY-START"))
+        summary = line.removeprefix("SUMMARY-START").removesuffix("SUMMARY-END")
+        assert line.endswith("SUMMARY-END"), body  # the summary stayed on one line
+        for word in expected[to[0].addr_spec]:
+            assert word in summary, (word, summary)
+        for marker in LINK_MARKERS:
+            assert marker not in summary.lower(), (marker, summary)
+        assert not any(x.lower().startswith(("bcc:", "subject:")) for x in body.splitlines())
