@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +118,8 @@ class SqliteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._db: sqlite3.Connection | None = None
         self._closed = False
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
 
     # -- plumbing -------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -140,6 +143,26 @@ class SqliteStore:
         db.execute("PRAGMA foreign_keys=ON")
         self._db = db
         self._migrate()
+        if str(self.path) != ":memory:":
+            # Checkpoints (copying the WAL into the database, with an fsync) would otherwise
+            # run inside whichever commit crosses 1,000 pages and stall that intake batch.
+            # A thread of their own runs them PASSIVE (never blocking writers) instead.
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint",
+                                                  daemon=True)
+            self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        con = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            con.execute("PRAGMA busy_timeout=1000")
+            while not self._stop_checkpoints.wait(0.5):
+                try:
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    continue  # busy or locked: the next round catches up
+        finally:
+            con.close()
 
     def _migrate(self) -> None:
         db = self.db
@@ -168,8 +191,16 @@ class SqliteStore:
             return
         self._closed = True
 
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.join, 5)
+
         def _close() -> None:
             if self._db is not None:
+                try:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:
+                    pass  # the next start checkpoints what is left
                 self._db.close()
                 self._db = None
         await self._run(_close)

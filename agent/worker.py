@@ -74,7 +74,7 @@ class Worker:
         try:
             while not self._stopping:
                 self._again = False
-                size = min(self.cfg.batch_size, 50) if self.busy_intake() else self.cfg.batch_size
+                size = min(self.cfg.batch_size, 8) if self.busy_intake() else self.cfg.batch_size
                 leads = await self.svc.store.claim(size, self.owner, self.cfg.lease_seconds)
                 if not leads:
                     if self._again:
@@ -83,10 +83,10 @@ class Worker:
                 t0 = time.monotonic()
                 await asyncio.gather(*(self._guarded(lead) for lead in leads))
                 done += len(leads)
-                # Intake has priority: while requests pour in, the worker takes at most
-                # about a fifth of the loop and drains the backlog once the burst ends.
+                # Intake has priority: during a heavy burst the worker takes small batches
+                # and about a twentieth of the loop, and drains the backlog once it ends.
                 if self.busy_intake():
-                    await asyncio.sleep(min(0.25, 4 * (time.monotonic() - t0)))
+                    await asyncio.sleep(min(0.5, 19 * (time.monotonic() - t0)))
                 else:
                     await asyncio.sleep(0)
         except Exception:

@@ -1,7 +1,7 @@
 """Webhook intake and end-to-end benchmark; figures go to bench/README.md.
 
     .venv/bin/python bench/bench_webhook.py intake      # req/s, p50/p99 at 32 connections, vs bare aiohttp
-    .venv/bin/python bench/bench_webhook.py e2e -n 100000
+    .venv/bin/python bench/bench_webhook.py e2e -n 100000 --rate 1500
 
 Needs `wrk` (Debian package). The daemon runs as users run it (`leadbox run`, worker on,
 SQLite + outbox + local classifier) in a temporary directory; rate limiting is off.
@@ -92,20 +92,22 @@ def intake(args: argparse.Namespace) -> None:
 
 
 def e2e(args: argparse.Namespace) -> None:
-    """POST n unique leads (as fast as intake takes them) and time until all are replied."""
+    """Offer n unique leads at a steady rate and time each one from POST to replied.
+
+    Reports the overall rate, the rate of the first and last 10,000 replies (the store
+    grows by n rows meanwhile), how far replies lagged behind intake, and peak RSS.
+    The reply window and hourly cap are off (every lead is a new address).
+    """
     tmp = Path(tempfile.mkdtemp(prefix="leadbox-e2e-"))
     port = free_port()
     daemon = start_daemon(tmp, port, {"LEADBOX_REPLY__WINDOW_HOURS": "0", "LEADBOX_REPLY__MAX_PER_HOUR": "0"})
     t0 = time.time()
-    # wrk runs for as long as needed to send n requests at 32 connections.
-    done = 0
-    while done < args.n:
-        r = wrk(port, 2, 32, f"e2e{done}")
-        done += int(r["requests"])
+    client = subprocess.run([PY, str(ROOT / "bench/steady_client.py"), f"http://127.0.0.1:{port}", str(args.n),
+                             str(args.rate), f"r{int(t0)}"], capture_output=True, text=True, check=True)
+    offered = json.loads(client.stdout.strip().splitlines()[-1])
     db = tmp / "data" / "leadbox.db"
     con = sqlite3.connect(db)
-    total = con.execute("SELECT count(*) FROM leads").fetchone()[0]
-    peak = 0.0
+    peak = rss_mb(daemon.pid)
     while True:
         left = con.execute(
             "SELECT count(*) FROM leads WHERE state NOT IN ('replied','skipped','failed')").fetchone()[0]
@@ -114,19 +116,24 @@ def e2e(args: argparse.Namespace) -> None:
             break
         time.sleep(0.5)
     t1 = time.time()
-    peak = max(peak, rss_mb(daemon.pid))
-    times = [r[0] for r in con.execute("SELECT replied_at FROM leads WHERE replied_at IS NOT NULL ORDER BY replied_at")]
-    first = times[:10000]
-    last = times[-10000:]
-    rate_first = (len(first) - 1) / (first[-1] - first[0]) if len(first) > 1 else 0
-    rate_last = (len(last) - 1) / (last[-1] - last[0]) if len(last) > 1 else 0
+    total = con.execute("SELECT count(*) FROM leads").fetchone()[0]
+    rows = con.execute("SELECT replied_at, replied_at - created_at FROM leads WHERE replied_at IS NOT NULL "
+                       "ORDER BY replied_at").fetchall()
+    times = [r[0] for r in rows]
+    lags = sorted(r[1] for r in rows)
+
+    def rate(xs: list[float]) -> float:
+        return (len(xs) - 1) / (xs[-1] - xs[0]) if len(xs) > 1 and xs[-1] > xs[0] else 0.0
+
     daemon.terminate()
     daemon.wait()
     files = sum(1 for _ in (tmp / "data" / "outbox").glob("*.eml"))
     print(json.dumps({
-        "leads": total, "replied": len(times), "eml_files": files, "wall_s": round(t1 - t0, 1),
-        "overall_leads_per_s": round(total / (t1 - t0)),
-        "replied_rate_first_10k": round(rate_first), "replied_rate_last_10k": round(rate_last),
+        "offered": offered, "leads": total, "replied": len(times), "eml_files": files,
+        "wall_s": round(t1 - t0, 1), "overall_leads_per_s": round(total / (t1 - t0)),
+        "replied_rate_first_10k": round(rate(times[:10000])), "replied_rate_last_10k": round(rate(times[-10000:])),
+        "lag_p50_s": round(lags[len(lags) // 2], 3) if lags else None,
+        "lag_p99_s": round(lags[int(len(lags) * 0.99)], 3) if lags else None,
         "peak_rss_mb": round(peak, 1),
     }, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)
@@ -140,6 +147,7 @@ def main() -> None:
     a.add_argument("--connections", type=int, default=32)
     b = sub.add_parser("e2e")
     b.add_argument("-n", type=int, default=100_000)
+    b.add_argument("--rate", type=float, default=1500.0, help="offered leads per second")
     args = p.parse_args()
     intake(args) if args.cmd == "intake" else e2e(args)
 
