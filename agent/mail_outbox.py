@@ -39,10 +39,13 @@ class OutboxTransport:
             os.fsync(f.fileno())
         return tmp
 
-    async def send(self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def send(
+        self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None,
+        after_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         try:
-            # No before_commit: the rename is atomic and was_sent() can see its result,
-            # so a retry after a crash knows exactly whether the reply exists.
+            # No before/after_commit: the rename is atomic and was_sent() can see its
+            # result, so a retry after a crash knows exactly whether the reply exists.
             tmp = await asyncio.to_thread(self._write, msg)
             os.replace(tmp, tmp.with_suffix(".eml"))
         except OSError as e:

@@ -31,7 +31,10 @@ class SmtpTransport:
         self._tls = ssl.create_default_context(cafile=ca_file or None)
         self._state: dict[str, Any] = {"state": "unknown"}
 
-    async def _deliver(self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None) -> None:
+    async def _deliver(
+        self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None,
+        after_commit: Callable[[], Awaitable[None]] | None,
+    ) -> None:
         rcpts = [msg.to_addr]
         data = msg.data
         smtp = aiosmtplib.SMTP(
@@ -52,10 +55,15 @@ class SmtpTransport:
                 # The message went out but its answer did not come back: it may be delivered.
                 raise DeliveryUncertain(
                     f"smtp: no answer after DATA ({type(e).__name__}); not resent to avoid a duplicate") from None
+            if after_commit is not None:
+                await after_commit()  # recorded before QUIT: the unknown window ends here
 
-    async def send(self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def send(
+        self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None,
+        after_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         try:
-            await self._deliver(msg, before_commit)
+            await self._deliver(msg, before_commit, after_commit)
         except aiosmtplib.SMTPAuthenticationError:
             self._state = {"state": "needs_credentials", "since": time.time(),
                            "reason": "SMTP login refused: check EMAIL_USER / EMAIL_PASS (an app password for Gmail)"}

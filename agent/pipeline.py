@@ -175,8 +175,11 @@ class Reply:
             async def committing() -> None:
                 await store.reply_done(lead.id, "committing")
 
+            async def accepted() -> None:
+                await store.reply_done(lead.id, "sent")
+
             try:
-                await svc.transport.send(msg, before_commit=committing)
+                await svc.transport.send(msg, before_commit=committing, after_commit=accepted)
             except DeliveryUncertain as e:
                 await store.reply_done(lead.id, "uncertain")
                 lead.reply_status, lead.reply_message_id = "uncertain", mid

@@ -57,11 +57,16 @@ class MailTransport(Protocol):
 
     name: str
 
-    async def send(self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None) -> None:
+    async def send(
+        self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None,
+        after_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Raise TransientError (server down, 4xx) or PermanentError (5xx on the recipient).
 
         ``before_commit`` is awaited right before the point of no return (SMTP DATA,
         the outbox rename): a crash before it means the reply certainly did not go out.
+        ``after_commit`` is awaited as soon as the server accepted the message (before
+        QUIT), so the window in which a crash leaves the outcome unknown stays small.
         """
         ...
 
