@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run test install system-deps lint bench clean
 
 $(STAMP): pyproject.toml
+	@$(PY) -c "import ensurepip, venv" 2>/dev/null || { \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
