@@ -317,41 +317,20 @@ class _RefusalError(Exception):
     """The model declined to answer this message (a per-message outcome)."""
 
 
-def make_classifier(
-    backend: str,
-    api_key: str | None = None,
-    model: str = "gpt-4o-mini",
-    base_url: str | None = None,
-    timeout: float = 20.0,
-    max_retries: int = 2,
-    max_input_chars: int = 4000,
-    breaker_failures: int = 5,
-    breaker_reset_seconds: float = 60.0,
-    http_client: Any = None,
-) -> Classifier:
+def make_classifier(backend: str, api_key: str | None = None, **options: Any) -> Classifier:
     """The one place classifiers are built: ``local``, or ``openai`` with a local fallback.
 
-    An OpenAI-compatible local server (``base_url``) may not need a key, so a
-    missing key is only an error when talking to OpenAI itself.
+    ``options`` are OpenAIClassifier's keyword arguments (model, base_url, timeout, ...).
+    An OpenAI-compatible local server (``base_url``) may not need a key, so a missing
+    key is only an error when talking to OpenAI itself.
     """
     if backend == "local":
         return LocalClassifier()
     if backend != "openai":
         raise ValueError(f"classifier.backend must be 'local' or 'openai', got {backend!r}")
-    if not api_key and not base_url:
+    if not api_key and not options.get("base_url"):
         raise ValueError(
             "classifier.backend = 'openai' needs OPENAI_API_KEY (or classifier.base_url "
             "for a local OpenAI-compatible server); set it or use backend 'local'"
         )
-    return OpenAIClassifier(
-        api_key=api_key or "not-needed",
-        fallback=LocalClassifier(),
-        model=model,
-        base_url=base_url,
-        timeout=timeout,
-        max_retries=max_retries,
-        max_input_chars=max_input_chars,
-        breaker_failures=breaker_failures,
-        breaker_reset_seconds=breaker_reset_seconds,
-        http_client=http_client,
-    )
+    return OpenAIClassifier(api_key=api_key or "not-needed", fallback=LocalClassifier(), **options)

@@ -12,11 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
-
 from agent.daemon import Daemon
 from agent.models import Lead
-from tests.fixtures.daemon import ROOT, all_final, base_env, wait_for
+from tests.fixtures.daemon import ROOT, base_env, post_lead, settle, wait_for
 from tests.fixtures.openai_fake import FakeOpenAIServer
 
 DOWN = {"kind": "status", "status": 503}
@@ -35,17 +33,6 @@ def llm_env(server: FakeOpenAIServer, **settings: str) -> dict[str, str]:
     return env
 
 
-async def post(client: TestClient, email: str, message: str) -> tuple[int, str]:
-    r = await client.post("/leads", json={"name": "Cliente", "email": email, "message": message})
-    assert r.status in (200, 202), await r.text()
-    return r.status, str((await r.json())["id"])
-
-
-async def settle(d: Daemon, n: int) -> None:
-    async def done() -> bool:
-        return await all_final(d, n)
-
-    await wait_for(done, 20, what=f"{n} lead(s) in a final state")
 
 
 async def lead(d: Daemon, lead_id: str) -> Lead:
@@ -65,7 +52,7 @@ async def test_a_good_answer_is_used(
                            "summary": "The customer cannot log in since yesterday."}])
     d, c = await make_daemon(llm_env(openai_server))
     message = "Hi, since yesterday I cannot log in to my account. Can you help?"
-    _, lead_id = await post(c, "ana@example.com", message)
+    _, lead_id = await post_lead(c, "ana@example.com", message)
     await settle(d, 1)
     x = await lead(d, lead_id)
     assert (x.classifier, x.category, x.priority) == ("openai", "support", "high")
@@ -83,7 +70,7 @@ async def test_endpoint_down_falls_back_then_reclassify_updates_without_a_second
     openai_server.script([DOWN] * 100)
     d, c = await make_daemon(llm_env(openai_server, breaker_failures="2", breaker_reset_seconds="0.5"))
     messages = [f"Hola, ¿me enviáis un presupuesto para la tienda número {i}?" for i in range(3)]
-    ids = [(await post(c, f"p{i}@example.com", m))[1] for i, m in enumerate(messages)]
+    ids = [(await post_lead(c, f"p{i}@example.com", m))[1] for i, m in enumerate(messages)]
     await settle(d, 3)
     for i in ids:
         x = await lead(d, i)
@@ -135,16 +122,16 @@ async def test_no_llm_call_for_duplicates_or_loop_stopped_senders(
 ) -> None:
     d, c = await make_daemon(llm_env(openai_server))
     first = "Hola, ¿me enviáis un presupuesto para una web? FIRST-MARK"
-    status, first_id = await post(c, "ana@example.com", first)
+    status, first_id = await post_lead(c, "ana@example.com", first)
     assert status == 202
     await settle(d, 1)
-    status, dup_id = await post(c, "ana@example.com", "Otra cosa más. DUPLICATE-MARK")
+    status, dup_id = await post_lead(c, "ana@example.com", "Otra cosa más. DUPLICATE-MARK")
     assert (status, dup_id) == (200, first_id)
-    status, noreply_id = await post(c, "no-reply@notifications.example", "Your order shipped. NOREPLY-MARK")
+    status, noreply_id = await post_lead(c, "no-reply@notifications.example", "Your order shipped. NOREPLY-MARK")
     assert status == 202
     # A later lead as a barrier: once it is done, the worker has seen everything before it.
     last = "Hola, ¿cuál es vuestro horario? LAST-MARK"
-    await post(c, "luis@example.com", last)
+    await post_lead(c, "luis@example.com", last)
     await settle(d, 3)
     assert openai_server.lead_texts() == [first, last]
     x = await lead(d, noreply_id)

@@ -17,8 +17,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.daemon import Daemon
-from tests.fixtures.daemon import ROOT, DaemonProcess, all_final, base_env, wait_for
+from tests.fixtures.daemon import (
+    ROOT,
+    DaemonProcess,
+    base_env,
+    post_lead,
+    settle,
+    wait_for,
+)
 from tests.fixtures.openai_fake import FakeOpenAIServer
 from tests.fixtures.sheets_fake import SheetsFake
 
@@ -39,17 +45,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get(name, {}).get(frozenset(labels.items()), 0.0)
 
 
-async def post(client: TestClient, email: str, message: str) -> tuple[int, str]:
-    r = await client.post("/leads", json={"name": "Cliente", "email": email, "message": message})
-    assert r.status in (200, 202), await r.text()
-    return r.status, str((await r.json())["id"])
-
-
-async def settle(d: Daemon, n: int) -> None:
-    async def done() -> bool:
-        return await all_final(d, n)
-
-    await wait_for(done, 20, what=f"{n} lead(s) in a final state")
 
 
 async def test_metrics_parse_and_move_with_real_traffic(make_daemon: Any) -> None:
@@ -59,10 +54,10 @@ async def test_metrics_parse_and_move_with_real_traffic(make_daemon: Any) -> Non
     assert value(m0, "leadbox_queue_depth") == 0
     assert all(name.startswith("leadbox_") for name in m0)
 
-    await post(c, "ana@example.com", "Hola, ¿me enviáis un presupuesto para una tienda online?")
-    await post(c, "luis@example.com", "Mi cuenta no funciona desde ayer, no puedo acceder al panel.")
-    await post(c, "seo@spam.example", "Buy cheap SEO backlinks now, guaranteed first page! Click here")
-    status, _ = await post(c, "ANA@example.com", "Otra pregunta más.")
+    await post_lead(c, "ana@example.com", "Hola, ¿me enviáis un presupuesto para una tienda online?")
+    await post_lead(c, "luis@example.com", "Mi cuenta no funciona desde ayer, no puedo acceder al panel.")
+    await post_lead(c, "seo@spam.example", "Buy cheap SEO backlinks now, guaranteed first page! Click here")
+    status, _ = await post_lead(c, "ANA@example.com", "Otra pregunta más.")
     assert status == 200
     await settle(d, 3)
 
@@ -96,7 +91,7 @@ async def test_readyz_503_while_smtp_is_down_and_200_when_it_is_back(make_daemon
     smtp_server.stop()
     try:
         d, c = await make_daemon(smtp_env(smtp_server))
-        _, lead_id = await post(c, "ana@example.com", "Hola, ¿me enviáis un presupuesto para una web?")
+        _, lead_id = await post_lead(c, "ana@example.com", "Hola, ¿me enviáis un presupuesto para una web?")
 
         async def unready() -> bool:
             return (await c.get("/readyz")).status == 503
