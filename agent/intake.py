@@ -14,6 +14,8 @@ from typing import Any
 from agent.models import IntakeResult, LeadIn
 from agent.ports import Store
 
+BUSY_RATE = 3000.0  # requests/s above which intake has the loop to itself (the worker yields)
+
 
 class IntakeBatcher:
     def __init__(self, store: Store, max_batch: int = 512) -> None:
@@ -23,18 +25,26 @@ class IntakeBatcher:
         self._flushing = False
         self._window_start = 0.0
         self._window_count = 0
+        self._prev_count = 0
 
     def busy(self) -> bool:
         """True during a heavy burst (over ~3,000 requests/s): the worker then yields the loop.
 
         Below that the loop has room for both, and a worker that yielded under steady
-        load would fall behind for good.
+        load would fall behind for good. The rate spans the previous and the current
+        half-second window, so it does not drop to zero each time a window starts.
         """
-        return time.monotonic() - self._window_start < 0.5 and self._window_count >= 1500
+        now = time.monotonic()
+        elapsed = now - self._window_start
+        if elapsed > 1.0:
+            return False
+        return (self._prev_count + self._window_count) / (0.5 + elapsed) >= BUSY_RATE
 
     async def submit(self, item: LeadIn) -> IntakeResult:
         now = time.monotonic()
         if now - self._window_start > 0.5:
+            recent = now - self._window_start < 1.0
+            self._prev_count = self._window_count if recent else 0
             self._window_start, self._window_count = now, 0
         self._window_count += 1
         loop = asyncio.get_running_loop()
