@@ -30,14 +30,14 @@ class OutboxTransport:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sent = 0
 
-    def _write(self, msg: OutgoingMail) -> Path:
+    def _write(self, msg: OutgoingMail) -> None:
         final = self.dir / _file_name(msg.message_id)
         tmp = final.with_suffix(".tmp")
         with open(tmp, "wb") as f:
             f.write(msg.data)
             f.flush()
             os.fsync(f.fileno())
-        return tmp
+        os.replace(tmp, final)
 
     async def send(
         self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None,
@@ -46,8 +46,7 @@ class OutboxTransport:
         try:
             # No before/after_commit: the rename is atomic and was_sent() can see its
             # result, so a retry after a crash knows exactly whether the reply exists.
-            tmp = await asyncio.to_thread(self._write, msg)
-            os.replace(tmp, tmp.with_suffix(".eml"))
+            await asyncio.to_thread(self._write, msg)
         except OSError as e:
             raise TransientError(f"outbox: cannot write to {self.dir}: {e.strerror}") from None
         self.sent += 1

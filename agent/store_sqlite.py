@@ -113,6 +113,10 @@ def sqlite_path(url: str) -> Path:
 class SqliteStore:
     """The Store protocol on one SQLite file."""
 
+    # One process owns the file (no lease fencing needed), so the worker may write the
+    # final state of a whole batch in one transaction (update_many).
+    batch_final_updates = True
+
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
@@ -405,6 +409,11 @@ class SqliteStore:
                 self._UPDATE,
                 [(*update_values(lead, now if nxt is None else nxt, now), rel, rel, lead.id)
                  for lead, rel, nxt in leads],
+            )
+            # Close the reply-ledger rows of leads replied in this batch (as update() does).
+            db.executemany(
+                "UPDATE replies SET status = 'sent', sent_at = ? WHERE lead_id = ? AND status != 'sent'",
+                [(now, lead.id) for lead, _, _ in leads if lead.state.value == "replied" and lead.reply_status == "sent"],
             )
         await self._run(self._tx, work)
 

@@ -47,6 +47,8 @@ class Worker:
         self._sem = asyncio.Semaphore(cfg.concurrency)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.processed = 0
+        self._batched = bool(getattr(svc.store, "batch_final_updates", False))
+        self._finals: list[Lead] = []
 
     # -- scheduling -----------------------------------------------------
     def kick(self) -> None:
@@ -81,7 +83,10 @@ class Worker:
                         continue
                     break
                 t0 = time.monotonic()
-                await asyncio.gather(*(self._guarded(lead) for lead in leads))
+                try:
+                    await asyncio.gather(*(self._guarded(lead) for lead in leads))
+                finally:
+                    await self._flush_finals()
                 done += len(leads)
                 # Intake has priority: during a heavy burst the worker takes small batches
                 # and about a twentieth of the loop, and drains the backlog once it ends.
@@ -94,6 +99,12 @@ class Worker:
         finally:
             self._running = False
         return done
+
+    async def _flush_finals(self) -> None:
+        if not self._finals:
+            return
+        finals, self._finals = self._finals, []
+        await self.svc.store.update_many([(lead, True, None) for lead in finals])  # type: ignore[attr-defined]
 
     async def stop(self, grace: float) -> None:
         """No new batches; wait up to ``grace`` for in-flight leads (their leases keep them safe)."""
@@ -144,7 +155,12 @@ class Worker:
             if step.name == "classify" and lead.classifier != "local":  # keep a paid classification
                 await store.update(lead)
         ledger = "sent" if lead.state is State.REPLIED and lead.reply_status == "sent" else None
-        await store.update(lead, release=True, ledger_status=ledger)
+        if self._batched:
+            # Written with the rest of the batch. A crash before that re-runs the reply
+            # step, which finds the reply already out (ledger or was_sent) and sends nothing.
+            self._finals.append(lead)
+        else:
+            await store.update(lead, release=True, ledger_status=ledger)
         self.processed += 1
         if metrics is not None and lead.state in FINAL_STATES:
             metrics.lead_processed(lead.state.value, lead.category.value if lead.category else "none")

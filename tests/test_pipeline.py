@@ -133,3 +133,12 @@ async def test_header_injection_through_name_is_impossible(make_daemon: Any, tmp
     [msg] = outbox(tmp_path)
     assert msg["Bcc"] is None and msg["To"].addresses[0].addr_spec == "eve@example.com"
     assert [a.addr_spec for a in msg["To"].addresses] == ["eve@example.com"]
+
+
+async def test_reply_ledger_is_closed_when_a_lead_is_replied(make_daemon: Any) -> None:
+    d, c = await make_daemon()
+    for i in range(5):
+        await post(c, name="Ana", email=f"ledger{i}@example.com", message=SALES)
+    await wait_for(lambda: all_final(d, 5))
+    statuses = await d.store._run(lambda: [r[0] for r in d.store.db.execute("SELECT status FROM replies")])  # type: ignore[attr-defined]
+    assert statuses == ["sent"] * 5
