@@ -14,7 +14,8 @@ from typing import Any
 from agent.models import IntakeResult, LeadIn
 from agent.ports import Store
 
-BUSY_RATE = 3000.0  # requests/s above which intake has the loop to itself (the worker yields)
+PRESSURE_INFLIGHT = 16  # webhook requests in flight that mean intake is contended
+PRESSURE_HOLD = 0.25  # seconds the worker keeps yielding after the last sign of pressure
 
 
 class IntakeBatcher:
@@ -23,30 +24,32 @@ class IntakeBatcher:
         self.max_batch = max_batch
         self._pending: list[tuple[LeadIn, asyncio.Future[IntakeResult]]] = []
         self._flushing = False
-        self._window_start = 0.0
-        self._window_count = 0
-        self._prev_count = 0
+        self.inflight = 0
+        self._last_pressure = 0.0
+
+    def pressure(self) -> int:
+        """2 while webhook requests pile up (the worker then yields the loop), else 0.
+
+        Pressure is measured directly, as requests in flight, not as an arrival rate: a
+        busy worker slows intake down, so a rate threshold could hold itself below the
+        line for good. Intake first: during a burst the worker drains the backlog in
+        the gaps and at full speed once the burst ends (bench/README.md has the
+        trade-off measured under steady load).
+        """
+        return 2 if time.monotonic() - self._last_pressure < PRESSURE_HOLD else 0
 
     def busy(self) -> bool:
-        """True during a heavy burst (over ~3,000 requests/s): the worker then yields the loop.
+        return self.pressure() > 0
 
-        Below that the loop has room for both, and a worker that yielded under steady
-        load would fall behind for good. The rate spans the previous and the current
-        half-second window, so it does not drop to zero each time a window starts.
-        """
-        now = time.monotonic()
-        elapsed = now - self._window_start
-        if elapsed > 1.0:
-            return False
-        return (self._prev_count + self._window_count) / (0.5 + elapsed) >= BUSY_RATE
+    def request_started(self) -> None:
+        self.inflight += 1
+        if self.inflight >= PRESSURE_INFLIGHT:
+            self._last_pressure = time.monotonic()
+
+    def request_finished(self) -> None:
+        self.inflight -= 1
 
     async def submit(self, item: LeadIn) -> IntakeResult:
-        now = time.monotonic()
-        if now - self._window_start > 0.5:
-            recent = now - self._window_start < 1.0
-            self._prev_count = self._window_count if recent else 0
-            self._window_start, self._window_count = now, 0
-        self._window_count += 1
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[IntakeResult] = loop.create_future()
         self._pending.append((item, fut))

@@ -76,6 +76,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 async def post_lead(request: web.Request) -> web.Response:
     d = request.app[DAEMON]
+    d.intake.request_started()
+    try:
+        return await _post_lead(request, d)
+    finally:
+        d.intake.request_finished()
+
+
+async def _post_lead(request: web.Request, d: Daemon) -> web.Response:
     s = d.config.settings.http
     if d.stopping:
         return _error(503, "server", "shutting down; retry shortly", {"Retry-After": "5"})

@@ -37,9 +37,9 @@ def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | No
 
 class Worker:
     def __init__(self, svc: Services, cfg: WorkerConfig, steps: Sequence[Step] = STEPS,
-                 busy_intake: Callable[[], bool] = lambda: False) -> None:
+                 pressure: Callable[[], int] = lambda: 0) -> None:
         self.svc, self.cfg, self.steps = svc, cfg, list(steps)
-        self.busy_intake = busy_intake
+        self.pressure = pressure
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._running = False
         self._again = False
@@ -76,7 +76,8 @@ class Worker:
         try:
             while not self._stopping:
                 self._again = False
-                size = min(self.cfg.batch_size, 8) if self.busy_intake() else self.cfg.batch_size
+                level = self.pressure()
+                size = min(self.cfg.batch_size, (0, 32, 8)[level] or self.cfg.batch_size)
                 leads = await self.svc.store.claim(size, self.owner, self.cfg.lease_seconds)
                 if not leads:
                     if self._again:
@@ -88,10 +89,10 @@ class Worker:
                 finally:
                     await self._flush_finals()
                 done += len(leads)
-                # Intake has priority: during a heavy burst the worker takes small batches
-                # and about a twentieth of the loop, and drains the backlog once it ends.
-                if self.busy_intake():
-                    await asyncio.sleep(min(0.5, 19 * (time.monotonic() - t0)))
+                # Intake has priority: while requests pile up the worker takes small
+                # batches and about a twentieth of the loop, and drains the backlog after.
+                if level:
+                    await asyncio.sleep(min(0.5, (0, 1, 19)[level] * (time.monotonic() - t0)))
                 else:
                     await asyncio.sleep(0)
         except Exception:

@@ -1,7 +1,8 @@
 """Webhook intake and end-to-end benchmark; figures go to bench/README.md.
 
     .venv/bin/python bench/bench_webhook.py intake      # req/s, p50/p99 at 32 connections, vs bare aiohttp
-    .venv/bin/python bench/bench_webhook.py e2e -n 100000 --rate 1500
+    .venv/bin/python bench/bench_webhook.py e2e -n 100000              # burst, then drain
+    .venv/bin/python bench/bench_webhook.py e2e -n 30000 --rate 1100   # steady offered load
 
 Needs `wrk` (Debian package). The daemon runs as users run it (`leadbox run`, worker on,
 SQLite + outbox + local classifier) in a temporary directory; rate limiting is off.
@@ -102,9 +103,17 @@ def e2e(args: argparse.Namespace) -> None:
     port = free_port()
     daemon = start_daemon(tmp, port, {"LEADBOX_REPLY__WINDOW_HOURS": "0", "LEADBOX_REPLY__MAX_PER_HOUR": "0"})
     t0 = time.time()
-    client = subprocess.run([PY, str(ROOT / "bench/steady_client.py"), f"http://127.0.0.1:{port}", str(args.n),
-                             str(args.rate), f"r{int(t0)}"], capture_output=True, text=True, check=True)
-    offered = json.loads(client.stdout.strip().splitlines()[-1])
+    if args.rate > 0:
+        client = subprocess.run([PY, str(ROOT / "bench/steady_client.py"), f"http://127.0.0.1:{port}",
+                                 str(args.n), str(args.rate), f"r{int(t0)}"], capture_output=True, text=True,
+                                check=True)
+        offered = json.loads(client.stdout.strip().splitlines()[-1])
+    else:  # burst: as fast as intake takes them (wrk, 32 connections), in 2-second slices
+        sent = 0
+        while sent < args.n:
+            sent += int(wrk(port, 2, 32, f"b{sent}")["requests"])
+        offered = {"sent": sent, "mode": "burst", "seconds": round(time.time() - t0, 2)}
+    t_intake_end = time.time()
     db = tmp / "data" / "leadbox.db"
     con = sqlite3.connect(db)
     peak = rss_mb(daemon.pid)
@@ -121,6 +130,7 @@ def e2e(args: argparse.Namespace) -> None:
                        "ORDER BY replied_at").fetchall()
     times = [r[0] for r in rows]
     lags = sorted(r[1] for r in rows)
+    after = [t for t in times if t >= t_intake_end]  # replies once intake had stopped
 
     def rate(xs: list[float]) -> float:
         return (len(xs) - 1) / (xs[-1] - xs[0]) if len(xs) > 1 and xs[-1] > xs[0] else 0.0
@@ -132,6 +142,9 @@ def e2e(args: argparse.Namespace) -> None:
         "offered": offered, "leads": total, "replied": len(times), "eml_files": files,
         "wall_s": round(t1 - t0, 1), "overall_leads_per_s": round(total / (t1 - t0)),
         "replied_rate_first_10k": round(rate(times[:10000])), "replied_rate_last_10k": round(rate(times[-10000:])),
+        "replied_during_intake": len(times) - len(after),
+        "drain_rate_first_10k": round(rate(after[:10000])), "drain_rate_last_10k": round(rate(after[-10000:])),
+        "drain_rate": round(rate(after)),
         "lag_p50_s": round(lags[len(lags) // 2], 3) if lags else None,
         "lag_p99_s": round(lags[int(len(lags) * 0.99)], 3) if lags else None,
         "peak_rss_mb": round(peak, 1),
@@ -147,7 +160,8 @@ def main() -> None:
     a.add_argument("--connections", type=int, default=32)
     b = sub.add_parser("e2e")
     b.add_argument("-n", type=int, default=100_000)
-    b.add_argument("--rate", type=float, default=1500.0, help="offered leads per second")
+    b.add_argument("--rate", type=float, default=0.0,
+                   help="steady offered leads per second (0: burst, as fast as intake takes them)")
     args = p.parse_args()
     intake(args) if args.cmd == "intake" else e2e(args)
 
