@@ -153,7 +153,7 @@ class Daemon:
             ),
             mirror=mirror, mirror_wait=s.sheets.flush_seconds + s.sheets.timeout, metrics=self.metrics,
         )
-        self.worker = Worker(self.svc, s.worker, pressure=self.intake.pressure)
+        self.worker = Worker(self.svc, s.worker, contended=self.intake.contended)
         if mirror is not None:
             try:
                 await mirror.start()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from agent.models import IntakeResult, LeadIn
 from agent.ports import Store
@@ -27,8 +26,8 @@ class IntakeBatcher:
         self.inflight = 0
         self._last_pressure = 0.0
 
-    def pressure(self) -> int:
-        """2 while webhook requests pile up (the worker then yields the loop), else 0.
+    def contended(self) -> bool:
+        """True while webhook requests pile up: the worker then yields the loop to intake.
 
         Pressure is measured directly, as requests in flight, not as an arrival rate: a
         busy worker slows intake down, so a rate threshold could hold itself below the
@@ -36,10 +35,7 @@ class IntakeBatcher:
         the gaps and at full speed once the burst ends (bench/README.md has the
         trade-off measured under steady load).
         """
-        return 2 if time.monotonic() - self._last_pressure < PRESSURE_HOLD else 0
-
-    def busy(self) -> bool:
-        return self.pressure() > 0
+        return time.monotonic() - self._last_pressure < PRESSURE_HOLD
 
     def request_started(self) -> None:
         self.inflight += 1
@@ -75,6 +71,3 @@ class IntakeBatcher:
                         fut.set_result(res)
         finally:
             self._flushing = False
-
-    def stats(self) -> dict[str, Any]:
-        return {"pending": len(self._pending)}

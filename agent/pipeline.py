@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -42,7 +42,7 @@ class ReplyPolicy:
 
 @dataclass
 class Services:
-    """Everything a step may use, constructed in one place (app.build_services)."""
+    """Everything a step may use, constructed in one place (Daemon.start)."""
 
     store: Store
     classifier: Classifier
@@ -54,7 +54,6 @@ class Services:
     mirror: Mirror | None = None
     mirror_wait: float = 10.0
     metrics: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Step(Protocol):

@@ -37,9 +37,9 @@ def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | No
 
 class Worker:
     def __init__(self, svc: Services, cfg: WorkerConfig, steps: Sequence[Step] = STEPS,
-                 pressure: Callable[[], int] = lambda: 0) -> None:
+                 contended: Callable[[], bool] = lambda: False) -> None:
         self.svc, self.cfg, self.steps = svc, cfg, list(steps)
-        self.pressure = pressure
+        self.contended = contended
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(1 << 30):x}"
         self._running = False
         self._again = False
@@ -76,8 +76,8 @@ class Worker:
         try:
             while not self._stopping:
                 self._again = False
-                level = self.pressure()
-                size = min(self.cfg.batch_size, (0, 32, 8)[level] or self.cfg.batch_size)
+                contended = self.contended()
+                size = min(self.cfg.batch_size, 8) if contended else self.cfg.batch_size
                 leads = await self.svc.store.claim(size, self.owner, self.cfg.lease_seconds)
                 if not leads:
                     if self._again:
@@ -91,8 +91,8 @@ class Worker:
                 done += len(leads)
                 # Intake has priority: while requests pile up the worker takes small
                 # batches and about a twentieth of the loop, and drains the backlog after.
-                if level:
-                    await asyncio.sleep(min(0.5, (0, 1, 19)[level] * (time.monotonic() - t0)))
+                if contended:
+                    await asyncio.sleep(min(0.5, 19 * (time.monotonic() - t0)))
                 else:
                     await asyncio.sleep(0)
         except Exception:
@@ -117,10 +117,6 @@ class Worker:
                 t.cancel()
             if still:
                 await asyncio.wait(still, timeout=1)
-
-    @property
-    def busy(self) -> bool:
-        return self._running
 
     # -- one lead -------------------------------------------------------
     async def _guarded(self, lead: Lead) -> None:
