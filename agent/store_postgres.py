@@ -734,6 +734,10 @@ class PostgresStore:
         self._leading.clear()
         conn, self._leader_conn = self._leader_conn, None
         if conn is not None and not conn.closed:
+            try:  # release now: the server frees a closed session's locks only a moment later
+                await asyncio.wait_for(conn.execute("SELECT pg_advisory_unlock_all()"), 1.0)
+            except (psycopg.Error, OSError, TimeoutError):
+                pass
             try:
                 await asyncio.wait_for(conn.close(), 2.0)
             except (psycopg.Error, OSError, TimeoutError):

@@ -212,7 +212,12 @@ async def test_sigkill_mixed_intake_every_lead_once_every_reply_once(
             assert state == "failed"
         else:
             assert (state, reply) == ("replied", "sent"), (i, state, reply)
-            assert per_lead[i] == 1, f"lead {i} marked replied but no message arrived"
+            if per_lead[i] != 1:  # diagnose before failing: what the store says about this lead
+                row = query(db, f"SELECT intake, attempts, last_error, reply_message_id, replied_at FROM leads "
+                                f"WHERE id = '{i}'")
+                ledger = query(db, f"SELECT status, to_addr, created_at, sent_at FROM replies WHERE lead_id = '{i}'")
+                raise AssertionError(f"lead {i} marked replied but {per_lead[i]} message(s) arrived; "
+                                     f"lead {row}; ledger {ledger}; seed {seed}")
     uncertain_sent = sum(per_lead[i] for i in uncertain)
     print(f"crash mixed: seed={seed} contacts={len(contacts)} (webhook {len(web)}, email {len(mail)}, "
           f"repeats {repeats}) leads={len(leads)} interactions={len(interactions)} kills={driver.kills} "
