@@ -40,7 +40,8 @@ class SmtpTransport:
         smtp = aiosmtplib.SMTP(
             hostname=self.host, port=self.port, use_tls=self.security == "tls",
             start_tls=self.security == "starttls", tls_context=self._tls, timeout=self.timeout)
-        async with smtp:
+        await smtp.connect()
+        try:
             await smtp.login(self._username, self._password)
             await smtp.mail(self.from_address)
             for rcpt in rcpts:
@@ -57,6 +58,13 @@ class SmtpTransport:
                     f"smtp: no answer after DATA ({type(e).__name__}); not resent to avoid a duplicate") from None
             if after_commit is not None:
                 await after_commit()  # recorded before QUIT: the unknown window ends here
+        finally:
+            # QUIT is a courtesy: once DATA was accepted, a failing QUIT must not turn
+            # into a retry (that would send the reply twice).
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                smtp.close()
 
     async def send(
         self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None,

@@ -196,9 +196,21 @@ class SlowSink:
         return "250 OK"
 
 
-def slow_smtp(cert: Any, users: dict[str, str], delay: float, port: int) -> tuple[Controller, SlowSink]:
+class DropAfterDataSink(SlowSink):
+    """Takes each message and answers 250, then drops the connection: the client's QUIT fails."""
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        status = await super().handle_DATA(server, session, envelope)
+        transport = server.transport
+        if transport is not None:
+            asyncio.get_running_loop().call_later(0.05, transport.abort)
+        return status
+
+
+def slow_smtp(cert: Any, users: dict[str, str], delay: float, port: int,
+              sink: SlowSink | None = None) -> tuple[Controller, SlowSink]:
     """An implicit-TLS SMTP server with AUTH whose DATA answer comes ``delay`` seconds late."""
-    sink = SlowSink(delay)
+    sink = sink or SlowSink(delay)
 
     def auth(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
         ok = isinstance(data, LoginPassword) and users.get(data.login.decode()) == data.password.decode()

@@ -36,6 +36,7 @@ from tests.drivers import (
     LONG,
     SLOW,
     SMTP_4XX,
+    DropAfterDataSink,
     FaultProxy,
     figures,
     lead_header,
@@ -202,5 +203,36 @@ async def test_slow_smtp_answer_after_data_never_sends_twice(
               f"{lead.state.value} / reply {lead.reply_status}")
         assert len(sink.messages) == 1, "the customer was answered twice"
         assert lead.reply_status in ("sent", "uncertain")
+    finally:
+        controller.stop()
+
+
+async def test_failed_quit_after_accepted_data_never_sends_twice(
+    make_daemon: DaemonFactory, tls_cert: Any, smtp_server: Any,
+) -> None:
+    """The server accepts the reply (250), then the connection drops before QUIT is answered.
+
+    The reply is out: a failing QUIT must not become a retry (a second reply).
+    """
+    port = free_port()
+    controller, sink = slow_smtp(tls_cert, smtp_server.users, delay=0.0, port=port,
+                                 sink=DropAfterDataSink(0.0))
+    try:
+        env = {
+            "LEADBOX_REPLY__TRANSPORT": "smtp", "LEADBOX_REPLY__SMTP_HOST": "127.0.0.1",
+            "LEADBOX_REPLY__SMTP_PORT": str(port), "LEADBOX_REPLY__SMTP_SECURITY": "tls",
+            "LEADBOX_REPLY__CA_FILE": tls_cert.ca_file, "EMAIL_USER": smtp_server.username,
+            "EMAIL_PASS": smtp_server.password, "LEADBOX_REPLY__FROM_ADDRESS": smtp_server.username,
+            "LEADBOX_REPLY__SMTP_TIMEOUT": "1", "LEADBOX_WORKER__MAX_ATTEMPTS": "100",
+        }
+        d, client = await make_daemon(env)
+        r = await client.post("/leads", json={"name": "Ana", "email": "ana@quitdrop.example",
+                                              "message": "Hola, quiero un presupuesto para una web."})
+        lead_id = (await r.json())["id"]
+        await wait_for(lambda: all_final(d, 1), 30, what="the lead to settle")
+        await asyncio.sleep(1.5)  # a retry would have sent again by now (backoff 0.2 s in tests)
+        lead = await d.store.get(lead_id)
+        assert lead is not None and (lead.state.value, lead.reply_status) == ("replied", "sent")
+        assert len(sink.messages) == 1, "the customer was answered twice"
     finally:
         controller.stop()
