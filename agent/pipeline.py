@@ -157,12 +157,17 @@ class Reply:
             known = await svc.transport.was_sent(mid)
             if known is None:
                 await store.reply_done(lead.id, "uncertain")
-                lead.reply_status, lead.reply_message_id = "uncertain", mid
-                lead.state = State.FAILED
-                lead.last_error = ("reply outcome unknown after an interruption; not sent again to avoid "
-                                   "a duplicate (check the Sent folder)")
-                return
-            prior = "sent" if known else None
+                prior = "uncertain"
+            else:
+                prior = "sent" if known else None
+        if prior == "uncertain":  # decided before (perhaps by a process that died since): keep it
+            lead.reply_status, lead.reply_message_id = "uncertain", mid
+            lead.state = State.FAILED
+            lead.last_error = ("reply outcome unknown after an interruption; not sent again to avoid "
+                               "a duplicate (check the Sent folder)")
+            return
+        if prior not in (None, "sent"):  # a ledger state this code does not know: never guess "sent"
+            raise PermanentError(f"reply ledger in unexpected state {prior!r}")
         if prior is None:
             lead.replied_at = now
             msg = compose_reply(

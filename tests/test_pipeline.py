@@ -142,3 +142,27 @@ async def test_reply_ledger_is_closed_when_a_lead_is_replied(make_daemon: Any) -
     await wait_for(lambda: all_final(d, 5))
     statuses = await d.store._run(lambda: [r[0] for r in d.store.db.execute("SELECT status FROM replies")])  # type: ignore[attr-defined]
     assert statuses == ["sent"] * 5
+
+
+async def test_reply_after_an_uncertain_attempt_is_never_marked_sent(make_daemon: Any, tmp_path: Path) -> None:
+    """Regression (docs/reliability.md finding 3): a process marks a reply 'uncertain' in the ledger
+    and dies before the lead's own row is written; the next process must keep it uncertain
+    (failed), not take the ledger row as 'sent'."""
+    from agent.auto_reply import reply_message_id
+    from agent.models import Category, LeadIn, State
+    from agent.pipeline import Reply
+    from agent.validation import mailbox_key
+
+    d, _ = await make_daemon({"LEADBOX_WORKER__SWEEP_INTERVAL": "3600"})
+    [res] = await d.store.intake_many([LeadIn(name="Ana", email="ana@uncertain.example",
+                                              email_norm="ana@uncertain.example", message=SALES)])
+    lead = await d.store.get(res.lead_id)
+    assert lead is not None
+    lead.state, lead.category, lead.language = State.MIRRORED, Category.SALES, "es"
+    mid = reply_message_id(lead, d.svc.reply.domain)
+    assert await d.store.reply_gate(lead.id, mailbox_key(lead.email_norm), mid, window_since=None,
+                                    cap_since=0.0, cap=0) == (None, None)
+    await d.store.reply_done(lead.id, "uncertain")  # ... and the process died here
+    await Reply().run(lead, d.svc)
+    assert (lead.state, lead.reply_status) == (State.FAILED, "uncertain")
+    assert outbox(tmp_path) == []
