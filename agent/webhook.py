@@ -87,7 +87,7 @@ async def _post_lead(request: web.Request, d: Daemon) -> web.Response:
     s = d.config.settings.http
     if d.stopping:
         return _error(503, "server", "shutting down; retry shortly", {"Retry-After": "5"})
-    wait = d.rate_limiter.allow(client_ip(request, s.trust_proxy))
+    wait = d.rate_limiter.allow(client_ip(request, s.trust_proxy)) if s.rate_limit_per_minute else 0.0
     if wait:
         d.metrics.http_request("post_lead", 429)
         return _error(429, "client", "too many requests", {"Retry-After": str(max(1, int(wait + 0.999)))})

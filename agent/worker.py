@@ -46,7 +46,6 @@ class Worker:
         self._stopping = False
         self._sem = asyncio.Semaphore(cfg.concurrency)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.processed = 0
         self._batched = bool(getattr(svc.store, "batch_final_updates", False))
         self._finals: list[Lead] = []
 
@@ -158,7 +157,6 @@ class Worker:
             self._finals.append(lead)
         else:
             await store.update(lead, release=True, ledger_status=ledger)
-        self.processed += 1
         if metrics is not None and lead.state in FINAL_STATES:
             metrics.lead_processed(lead.state.value, lead.category.value if lead.category else "none")
         log.info("lead done", extra={"lead_id": lead.id, "state": lead.state.value,

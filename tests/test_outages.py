@@ -44,6 +44,7 @@ from tests.drivers import (
 )
 from tests.fixtures.daemon import DaemonFactory, all_final, wait_for
 from tests.fixtures.mailservers import free_port
+from tests.test_smtp_replies import smtp_env
 
 FAULT_SECONDS = 20.0 if LONG else 1.5
 BASE_SECONDS = 2.0 if LONG else 0.5
@@ -181,13 +182,8 @@ async def test_slow_smtp_answer_after_data_never_sends_twice(
     port = free_port()
     controller, sink = slow_smtp(tls_cert, smtp_server.users, delay=3.0, port=port)
     try:
-        env = {
-            "LEADBOX_REPLY__TRANSPORT": "smtp", "LEADBOX_REPLY__SMTP_HOST": "127.0.0.1",
-            "LEADBOX_REPLY__SMTP_PORT": str(port), "LEADBOX_REPLY__SMTP_SECURITY": "tls",
-            "LEADBOX_REPLY__CA_FILE": tls_cert.ca_file, "EMAIL_USER": smtp_server.username,
-            "EMAIL_PASS": smtp_server.password, "LEADBOX_REPLY__FROM_ADDRESS": smtp_server.username,
-            "LEADBOX_REPLY__SMTP_TIMEOUT": "1", "LEADBOX_WORKER__MAX_ATTEMPTS": "100",
-        }
+        env = {**smtp_env(smtp_server, "tls", port=port),
+               "LEADBOX_REPLY__SMTP_TIMEOUT": "1", "LEADBOX_WORKER__MAX_ATTEMPTS": "100"}
         d, client = await make_daemon(env)
         r = await client.post("/leads", json={"name": "Ana", "email": "ana@slowsmtp.example",
                                               "message": "Hola, quiero un presupuesto para una web."})
@@ -218,13 +214,8 @@ async def test_failed_quit_after_accepted_data_never_sends_twice(
     controller, sink = slow_smtp(tls_cert, smtp_server.users, delay=0.0, port=port,
                                  sink=DropAfterDataSink(0.0))
     try:
-        env = {
-            "LEADBOX_REPLY__TRANSPORT": "smtp", "LEADBOX_REPLY__SMTP_HOST": "127.0.0.1",
-            "LEADBOX_REPLY__SMTP_PORT": str(port), "LEADBOX_REPLY__SMTP_SECURITY": "tls",
-            "LEADBOX_REPLY__CA_FILE": tls_cert.ca_file, "EMAIL_USER": smtp_server.username,
-            "EMAIL_PASS": smtp_server.password, "LEADBOX_REPLY__FROM_ADDRESS": smtp_server.username,
-            "LEADBOX_REPLY__SMTP_TIMEOUT": "1", "LEADBOX_WORKER__MAX_ATTEMPTS": "100",
-        }
+        env = {**smtp_env(smtp_server, "tls", port=port),
+               "LEADBOX_REPLY__SMTP_TIMEOUT": "1", "LEADBOX_WORKER__MAX_ATTEMPTS": "100"}
         d, client = await make_daemon(env)
         r = await client.post("/leads", json={"name": "Ana", "email": "ana@quitdrop.example",
                                               "message": "Hola, quiero un presupuesto para una web."})

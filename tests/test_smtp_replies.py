@@ -13,10 +13,13 @@ import pytest
 from tests.fixtures.daemon import all_final, wait_for
 
 
-def smtp_env(smtp: Any, security: str) -> dict[str, str]:
+def smtp_env(smtp: Any, security: str, port: int | None = None) -> dict[str, str]:
+    """Reply over SMTP to the test server (or, with ``port``, to another server using its cert and users)."""
+    if port is None:
+        port = smtp.port_tls if security == "tls" else smtp.port_starttls
     return {
         "LEADBOX_REPLY__TRANSPORT": "smtp", "LEADBOX_REPLY__SMTP_HOST": smtp.host,
-        "LEADBOX_REPLY__SMTP_PORT": str(smtp.port_tls if security == "tls" else smtp.port_starttls),
+        "LEADBOX_REPLY__SMTP_PORT": str(port),
         "LEADBOX_REPLY__SMTP_SECURITY": security, "LEADBOX_REPLY__CA_FILE": smtp.ca_file,
         "EMAIL_USER": smtp.username, "EMAIL_PASS": smtp.password,
         "LEADBOX_REPLY__FROM_ADDRESS": smtp.username, "LEADBOX_REPLY__SMTP_TIMEOUT": "3",
