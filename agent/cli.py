@@ -17,7 +17,7 @@ log = logging.getLogger("leadbox.cli")
 
 
 def _setup_logging(config: Config | None, *, stream: Any = sys.stderr) -> None:
-    from agent.logging_setup import configure_logging, secret_values_from_env
+    from agent.app.logs import configure_logging, secret_values_from_env
 
     level = config.settings.logging.level if config else "INFO"
     fmt = config.settings.logging.format if config else "auto"
@@ -32,7 +32,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.daemon import serve
+    from agent.app.daemon import serve
 
     config = _config(args)
     _setup_logging(config, stream=sys.stdout)
@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _config(args)
-    from agent.auto_reply import Templates
+    from agent.core.replies import Templates
 
     Templates(config.settings.reply.templates_dir, config.settings.reply.default_language)
     print(json.dumps(effective(config), indent=2, ensure_ascii=False))
@@ -54,8 +54,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     config = _config(args)
-    from agent.daemon import make_classifier
-    from agent.priority import PriorityRules
+    from agent.app.wiring import make_classifier
+    from agent.core.priority import PriorityRules
 
     text = args.text if args.text != "-" else sys.stdin.read()
 
@@ -83,7 +83,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def _classifier_named(config: Config, name: str) -> Any:
     from dataclasses import replace
 
-    from agent.daemon import make_classifier
+    from agent.app.wiring import make_classifier
 
     settings = config.settings.model_copy(deep=True)
     settings.classifier.backend = name  # type: ignore[assignment]
@@ -92,8 +92,8 @@ def _classifier_named(config: Config, name: str) -> Any:
 
 def cmd_leads(args: argparse.Namespace) -> int:
     config = _config(args)
-    from agent.daemon import make_store
-    from agent.webhook import lead_json
+    from agent.app.wiring import make_store
+    from agent.intake.webhook import lead_json
 
     async def go() -> int:
         store = make_store(config)
@@ -132,7 +132,7 @@ def cmd_leads(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     config = _config(args)
-    from agent.evaluation import run_eval
+    from agent.classifiers.evaluation import run_eval
 
     backend = args.classifier or config.classifier_backend
     c = config.settings.classifier
@@ -142,7 +142,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_parse_email(args: argparse.Namespace) -> int:
-    from agent.email_parse import main_parse_email
+    from agent.intake.email_parse import main_parse_email
 
     config = _config(args)
     own = config.own_addresses
@@ -152,15 +152,15 @@ def cmd_parse_email(args: argparse.Namespace) -> int:
 
 def cmd_poll_once(args: argparse.Namespace) -> int:
     config = _config(args)
-    from agent.inbox import poll_once
+    from agent.app.inbox_commands import poll_once
 
     return asyncio.run(poll_once(config))
 
 
 def cmd_sheets(args: argparse.Namespace) -> int:
     config = _config(args)
-    from agent.daemon import make_mirror
-    from agent.sheet_mirror import check
+    from agent.app.wiring import make_mirror
+    from agent.mirror.sheets import check
 
     if not config.settings.sheets.enabled:
         print("sheets: disabled (sheets.enabled = false)", file=sys.stderr)
@@ -183,7 +183,7 @@ def cmd_sheets(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     config = _config(args)
-    from agent.inbox import backfill
+    from agent.app.inbox_commands import backfill
 
     return asyncio.run(backfill(config, args.since))
 

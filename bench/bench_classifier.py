@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.classify_local import LocalClassifier  # noqa: E402
-from agent.classify_openai import OpenAIClassifier  # noqa: E402
-from agent.evaluation import evaluate, load_jsonl  # noqa: E402
+from agent.classifiers.evaluation import evaluate, load_jsonl  # noqa: E402
+from agent.classifiers.llm import OpenAIClassifier  # noqa: E402
+from agent.classifiers.local import LocalClassifier  # noqa: E402
 from tests.fixtures.openai_fake import FakeOpenAIServer  # noqa: E402
 
 DEFAULT_DATA = str(Path(__file__).resolve().parents[1] / "tests" / "data" / "leads-dev.jsonl")

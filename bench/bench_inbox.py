@@ -32,11 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agent.app.daemon import Daemon  # noqa: E402
+from agent.app.metrics import Metrics  # noqa: E402
 from agent.config import load_config  # noqa: E402
-from agent.daemon import Daemon  # noqa: E402
-from agent.inbox import PARSE_RESERVED_CORES, InboxPoller  # noqa: E402
-from agent.metrics import Metrics  # noqa: E402
-from agent.store_sqlite import SqliteStore  # noqa: E402
+from agent.intake.inbox import PARSE_RESERVED_CORES, InboxPoller  # noqa: E402
+from agent.stores.sqlite import SqliteStore  # noqa: E402
 from tests.fixtures.daemon import base_env  # noqa: E402
 from tests.fixtures.mailservers import DovecotServer, make_tls_cert  # noqa: E402
 

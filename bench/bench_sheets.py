@@ -5,7 +5,7 @@ many requests 10,000 leads cost (batching should make it about
 10,000 / batch_size); and a Sheets outage must cost nothing but a delay, so we
 measure how long the mirror takes to catch up once the server is back.
 
-The "worker" here is a stand-in for agent/worker.py: a pool of tasks that call
+The "worker" here is a stand-in for agent/core/worker.py: a pool of tasks that call
 ``mirror(lead)`` and, on TransientError, retry that lead after
 max(retry_after, an exponential backoff capped at --worker-max-backoff).
 
@@ -27,9 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agent.core.models import Category, Lead, Priority, State  # noqa: E402
 from agent.errors import TransientError  # noqa: E402
-from agent.models import Category, Lead, Priority, State  # noqa: E402
-from agent.sheet_mirror import SheetMirror  # noqa: E402
+from agent.mirror.sheets import SheetMirror  # noqa: E402
 from tests.fixtures.sheets_fake import SheetsFake, make_service_account  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -2,10 +2,10 @@
 
 What it does: a multinomial logistic regression (softmax, L2, AdaGrad, fixed
 epochs, seeded order, so every run gives the same weights) over the features of
-``agent.classify_local.model_features`` (words, bigrams, stems, fired rule
+``agent.classifiers.local.model_features`` (words, bigrams, stems, fired rule
 entries, structural flags) plus the four rule scores. Features seen in fewer
 than ``--min-count`` training messages are dropped, weights are rounded, and
-the result is written as JSON to ``agent/data/local_model.json``.
+the result is written as JSON to ``agent/classifiers/data/local_model.json``.
 
 Why stdlib only: the daemon ships without numpy, and a few hundred to a few
 thousand messages train in seconds in pure Python.
@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent import classify_local as cl  # noqa: E402
-from agent.evaluation import LabeledRow, evaluate, load_jsonl  # noqa: E402
+from agent.classifiers import local as cl  # noqa: E402
+from agent.classifiers.evaluation import LabeledRow, evaluate, load_jsonl  # noqa: E402
 
 TRAIN = ROOT / "tests" / "data" / "classifier" / "train.jsonl"
 HOLDOUT = ROOT / "tests" / "data" / "classifier" / "holdout.jsonl"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agent.access import sign
-from agent.openapi import OPENAPI
+from agent.intake.access import sign
+from agent.intake.openapi import OPENAPI
 from tests.fixtures.daemon import all_final, wait_for
 
 LEAD = {"name": "Ana García", "email": "ana@example.com", "message": "Hola, quiero un presupuesto para una web."}
@@ -240,7 +240,7 @@ async def test_store_down_gives_503_and_readyz_recovers(make_daemon: Any) -> Non
 def test_openapi_documents_every_status_the_handlers_use() -> None:
     import inspect
 
-    from agent import webhook
+    from agent.intake import webhook
 
     src = inspect.getsource(webhook)
     used = {int(x) for x in __import__("re").findall(r"_error\(\s*(\d{3})", src)}

@@ -10,8 +10,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.auto_reply import Templates, compose_reply, one_line
-from agent.models import Category, Lead, State
+from agent.core.models import Category, Lead, State
+from agent.core.replies import Templates, compose_reply, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = Templates(ROOT / "config" / "templates", "es")

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import classify_local
-from agent.classify_local import LocalClassifier, detect_language, summarize
-from agent.evaluation import evaluate, load_jsonl
-from agent.models import Category
+from agent.classifiers import local as classify_local
+from agent.classifiers.evaluation import evaluate, load_jsonl
+from agent.classifiers.local import LocalClassifier, detect_language, summarize
+from agent.core.models import Category
 
 DEV = Path("/work/shared/data/leads-dev.jsonl")
 # Written before the learned layer was tuned and never trained on (see

@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.circuit_breaker import BreakerState, CircuitBreaker
-from agent.classify_local import LocalClassifier
-from agent.classify_openai import (
+from agent.classifiers.breaker import BreakerState, CircuitBreaker
+from agent.classifiers.llm import (
     CLOSE_MARK,
     OPEN_MARK,
     OpenAIClassifier,
@@ -20,7 +19,8 @@ from agent.classify_openai import (
     make_classifier,
     neutralise,
 )
-from agent.models import Category
+from agent.classifiers.local import LocalClassifier
+from agent.core.models import Category
 from tests.fixtures.openai_fake import FakeOpenAIServer, lead_text
 
 SALES_TEXT = "Hola, necesito un presupuesto para una tienda online con 300 productos."

@@ -375,7 +375,7 @@ def test_operations_doc_covers_the_topics() -> None:
 def test_every_metric_is_documented() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from agent.metrics import Metrics
+    from agent.app.metrics import Metrics
 
     payload, _ = Metrics().render()
     documented_text = OPERATIONS.read_text()

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 from agent.config import Secrets, Settings
-from agent.openapi import OPENAPI
+from agent.intake.openapi import OPENAPI
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -15,14 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.email_parse import (
+from agent.core.text import html_to_text, normalize_text, strip_quotes_and_signature
+from agent.intake.email_parse import (
     ParsedEmail,
     is_valid_email,
     main_parse_email,
     parse_email,
     to_lead_in,
 )
-from agent.text_clean import html_to_text, normalize_text, strip_quotes_and_signature
 
 DATA = Path(__file__).parent / "data" / "emails"
 OWN = frozenset({"leads@example.com"})
@@ -376,7 +376,7 @@ def test_memoized_parse_reads_what_policy_default_reads() -> None:
     from email import policy
     from email.parser import BytesParser
 
-    from agent.email_parse import _POLICY, _Message
+    from agent.intake.email_parse import _POLICY, _Message
 
     files = _cpython_corpus() + sorted(DATA.glob("*.eml"))
     assert files
@@ -391,7 +391,7 @@ def test_memoized_parse_reads_what_policy_default_reads() -> None:
 def test_memo_follows_header_changes() -> None:
     from email.parser import BytesParser
 
-    from agent.email_parse import _POLICY, _Message
+    from agent.intake.email_parse import _POLICY, _Message
 
     msg = BytesParser(_Message, policy=_POLICY).parsebytes(
         b"Subject: one\r\nContent-Type: text/plain; charset=latin-1\r\n\r\nbody")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.classify_local import LocalClassifier
-from agent.evaluation import evaluate, format_report, load_jsonl, run_eval, score
+from agent.classifiers.evaluation import evaluate, format_report, load_jsonl, run_eval, score
+from agent.classifiers.local import LocalClassifier
 from tests.fixtures.openai_fake import FakeOpenAIServer
 
 

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from agent.email_parse import (
+from agent.intake.email_parse import (
     HEADER_MAX,
     MESSAGE_MAX,
     NAME_MAX,
@@ -212,7 +212,7 @@ def test_cli_parse_email_on_hostile_files(tmp_path: Path) -> None:
     ],
 )
 def test_address_inside_an_encoded_display_name_is_not_the_sender(display: bytes) -> None:
-    """Finding (fixed in agent/email_parse.py): when policy.default refused a From whose
+    """Finding (fixed in agent/intake/email_parse.py): when policy.default refused a From whose
     encoded display name decodes to CR/LF, the raw fallback parser read the text inside
     the encoded word as addresses, so the lead (and its reply) went to an address taken
     from the display name instead of the sender's."""
@@ -231,7 +231,7 @@ def test_address_inside_an_encoded_display_name_is_not_the_sender(display: bytes
     ],
 )
 def test_raw_utf8_address_is_text_not_surrogate_escapes(header: str, expected: str) -> None:
-    """Finding (fixed in agent/email_parse.py, found by LEADBOX_FUZZ_SEED=12345 LEADBOX_LONG=1):
+    """Finding (fixed in agent/intake/email_parse.py, found by LEADBOX_FUZZ_SEED=12345 LEADBOX_LONG=1):
     an address in raw UTF-8 (RFC 6532) came back as surrogate escapes
     ('zo\\udcc3\\udcab@...'), which no store can encode: the inbox failed to take the mail
     until it quarantined it. Addresses are now decoded like names and subjects."""

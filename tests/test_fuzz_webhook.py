@@ -37,9 +37,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.app.daemon import Daemon
 from agent.config import load_config
-from agent.daemon import Daemon
-from agent.validation import MESSAGE_MAX, NAME_MAX, email_problem
+from agent.core.validation import MESSAGE_MAX, NAME_MAX, email_problem
 from tests.fixtures.daemon import ROOT, base_env
 
 LONG = os.environ.get("LEADBOX_LONG") == "1"

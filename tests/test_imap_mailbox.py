@@ -8,7 +8,7 @@ from email.message import EmailMessage
 import pytest
 
 from agent.errors import NeedsCredentials, TransientError
-from agent.imap_mailbox import ImapMailbox
+from agent.intake.imap import ImapMailbox
 from tests.fixtures.mailservers import DovecotServer
 
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
+from agent.app.inbox_commands import backfill, poll_once
+from agent.app.metrics import Metrics
 from agent.config import Config, load_config
-from agent.inbox import InboxPoller, backfill, dedupe_key, poll_once
-from agent.metrics import Metrics
-from agent.store_sqlite import SqliteStore
+from agent.intake.inbox import InboxPoller, dedupe_key
+from agent.stores.sqlite import SqliteStore
 from tests.fixtures.daemon import ROOT, base_env
 from tests.fixtures.mailservers import DovecotServer
 
@@ -440,7 +441,7 @@ async def test_backfill_retakes_old_mail_without_duplicates_or_moving_the_checkp
 
 
 def test_dedupe_key_prefers_message_id_then_hash() -> None:
-    from agent.email_parse import parse_email
+    from agent.intake.email_parse import parse_email
 
     with_id = parse_email(mail(1))
     assert dedupe_key(with_id, mail(1)) == "mid:<lead-1@empresa1.example>"

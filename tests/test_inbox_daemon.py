@@ -12,7 +12,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
-from agent.daemon import Daemon
+from agent.app.daemon import Daemon
 from tests.fixtures.daemon import DaemonFactory, wait_for
 from tests.fixtures.mailservers import DovecotServer
 from tests.test_inbox import inbox_env, mail

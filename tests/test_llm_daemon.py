@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.daemon import Daemon
-from agent.models import Lead
+from agent.app.daemon import Daemon
+from agent.core.models import Lead
 from tests.fixtures.daemon import ROOT, base_env, post_lead, settle, wait_for
 from tests.fixtures.openai_fake import FakeOpenAIServer
 

@@ -10,13 +10,13 @@ from datetime import datetime
 
 import pytest
 
-from agent.errors import ConfigError
-from agent.logging_setup import (
+from agent.app.logs import (
     configure_logging,
     describe_text,
     redact,
     secret_values_from_env,
 )
+from agent.errors import ConfigError
 
 # Recognisable values, so a leak is unmistakable in the captured output.
 PRIVATE_KEY = (

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.loop_guard import (
+from agent.core.loop_guard import (
     LOOP_HEADERS,
     HeaderView,
     collect_auto_headers,

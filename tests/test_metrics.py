@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.metrics import Metrics
-from agent.models import State
+from agent.app.metrics import Metrics
+from agent.core.models import State
 
 
 def scrape(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

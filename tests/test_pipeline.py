@@ -148,10 +148,10 @@ async def test_reply_after_an_uncertain_attempt_is_never_marked_sent(make_daemon
     """Regression (docs/reliability.md finding 3): a process marks a reply 'uncertain' in the ledger
     and dies before the lead's own row is written; the next process must keep it uncertain
     (failed), not take the ledger row as 'sent'."""
-    from agent.auto_reply import reply_message_id
-    from agent.models import Category, LeadIn, State
-    from agent.pipeline import Reply
-    from agent.validation import mailbox_key
+    from agent.core.models import Category, LeadIn, State
+    from agent.core.pipeline import Reply
+    from agent.core.replies import reply_message_id
+    from agent.core.validation import mailbox_key
 
     d, _ = await make_daemon({"LEADBOX_WORKER__SWEEP_INTERVAL": "3600"})
     [res] = await d.store.intake_many([LeadIn(name="Ana", email="ana@uncertain.example",

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from agent.core.models import Category, Lead, Priority, State
 from agent.errors import ConfigError, PermanentError, TransientError
-from agent.models import Category, Lead, Priority, State
-from agent.sheet_mirror import DEFAULT_COLUMNS, SheetMirror, check, load_credentials
+from agent.mirror.sheets import DEFAULT_COLUMNS, SheetMirror, check, load_credentials
 from tests.fixtures.sheets_fake import *  # noqa: F403
 from tests.fixtures.sheets_fake import SheetsFake
 
@@ -152,7 +152,7 @@ async def test_fake_can_tell_user_entered_from_raw(fresh_sheets: SheetsFake, ser
     import gspread
     from google.oauth2 import service_account
 
-    from agent.sheet_mirror import _http_client_for
+    from agent.mirror.sheets import _http_client_for
 
     creds = service_account.Credentials.from_service_account_info(
         service_account_info, scopes=["https://www.googleapis.com/auth/spreadsheets"])

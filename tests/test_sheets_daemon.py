@@ -19,10 +19,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from agent.app.daemon import Daemon
 from agent.config import load_config
-from agent.daemon import Daemon
+from agent.core.models import Lead
 from agent.errors import ConfigError
-from agent.models import Lead
 from tests.fixtures.daemon import ROOT, DaemonProcess, all_final, base_env, wait_for
 from tests.fixtures.sheets_fake import SheetsFake
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from agent.models import Category, LeadIn, Priority, State
-from agent.store_postgres import LeaseLost, PostgresStore
-from agent.store_sqlite import SqliteStore
+from agent.core.models import Category, LeadIn, Priority, State
+from agent.stores.postgres import LeaseLost, PostgresStore
+from agent.stores.sqlite import SqliteStore
 
 StoreFactory = Callable[[], Awaitable[Any]]
 

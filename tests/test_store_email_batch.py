@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 
+from agent.app.metrics import Metrics
 from agent.config import Config, load_config
-from agent.inbox import InboxPoller
-from agent.metrics import Metrics
-from agent.models import EmailIntake, IntakeResult, LeadIn, checkpoint_steps
-from agent.store_postgres import PostgresStore
-from agent.store_sqlite import SqliteStore
+from agent.core.models import EmailIntake, IntakeResult, LeadIn, checkpoint_steps
+from agent.intake.inbox import InboxPoller
+from agent.stores.postgres import PostgresStore
+from agent.stores.sqlite import SqliteStore
 from tests.fixtures.daemon import ROOT, base_env
 from tests.fixtures.mailservers import DovecotServer
 

@@ -52,7 +52,6 @@ import logging
 import math
 import multiprocessing
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -63,16 +62,16 @@ from typing import Any
 
 from imapclient.exceptions import IMAPClientError
 
+from agent.app.metrics import Metrics
 from agent.config import Config
-from agent.email_parse import ParsedEmail, parse_email, to_lead_in
+from agent.core.backoff import backoff_delay
+from agent.core.models import EmailIntake
 from agent.errors import ConfigError, LeadboxError, NeedsCredentials, TransientError
-from agent.imap_mailbox import ImapMailbox
-from agent.inbox_auth import TokenSource, make_token_source
-from agent.metrics import Metrics
-from agent.models import EmailIntake
-from agent.worker import backoff_delay
+from agent.intake.email_parse import ParsedEmail, parse_email, to_lead_in
+from agent.intake.imap import ImapMailbox
+from agent.intake.imap_auth import TokenSource, make_token_source
 
-__all__ = ["InboxPoller", "PollSummary", "backfill", "poll_once"]
+__all__ = ["InboxPoller", "PollSummary"]
 
 log = logging.getLogger("leadbox.inbox")
 
@@ -773,68 +772,3 @@ class InboxPoller:
         if loop is not None and not self._stopping:
             with contextlib.suppress(RuntimeError):  # the loop is closing
                 loop.call_soon_threadsafe(self.poll_now)
-
-
-# ---------------------------------------------------------------------- one-shot commands
-
-
-async def _one_shot(config: Config, since: date | None) -> tuple[int, PollSummary | None, float]:
-    from agent.daemon import make_store
-
-    store = make_store(config)
-    await store.open()
-    poller = InboxPoller(config, store, Metrics())
-    t0 = time.monotonic()
-    last_print = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last_print[0] < 1.0 and done < total:
-            return
-        last_print[0] = now
-        elapsed = max(now - t0, 1e-6)
-        rate = done / elapsed
-        eta = (total - done) / rate if rate > 0 else float("inf")
-        print(f"backfill: {done}/{total} messages, {rate:.0f} msg/s, ETA {eta:.0f} s",
-              file=sys.stderr, flush=True)
-
-    try:
-        summary = await poller.poll(since=since, progress=progress if since is not None else None)
-        code = 0
-    except NeedsCredentials as e:
-        print(f"inbox: {e}", file=sys.stderr)
-        summary, code = None, 2
-    except _POLL_ONCE_ERRORS as e:
-        print(f"inbox: {e}", file=sys.stderr)
-        summary, code = None, 1
-    finally:
-        await poller.stop()
-        await store.close()
-    if summary is None and code == 0:
-        print("inbox: another replica holds this mailbox; nothing done", file=sys.stderr)
-    return code, summary, time.monotonic() - t0
-
-
-async def poll_once(config: Config) -> int:
-    """``leadbox poll-once``: one poll, the summary as JSON on stdout."""
-    code, summary, _ = await _one_shot(config, None)
-    if summary is not None:
-        print(json.dumps(summary.as_json()))
-    return code
-
-
-async def backfill(config: Config, since: str) -> int:
-    """``leadbox backfill --since YYYY-MM-DD``: take older mail too (never twice, checkpoint kept)."""
-    try:
-        day = date.fromisoformat(since)
-    except ValueError:
-        print(f"backfill: --since: expected YYYY-MM-DD, got {since!r}", file=sys.stderr)
-        return 2
-    code, summary, elapsed = await _one_shot(config, day)
-    if summary is not None:
-        out = summary.as_json()
-        out["already_seen"] = summary.already_seen
-        print(json.dumps(out))
-        print(f"backfill: done, {summary.fetched} messages in {elapsed:.1f} s", file=sys.stderr)
-    return code
-

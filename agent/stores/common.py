@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.models import Category, Interaction, Lead, LeadIn, Priority, State
+from agent.core.models import Category, Interaction, Lead, LeadIn, Priority, State
 
 ACTIVE_STATES = ("received", "classified", "saved", "mirrored")
 

@@ -51,8 +51,8 @@ from google.oauth2 import service_account
 from gspread.http_client import HTTPClient
 from gspread.utils import ValueInputOption
 
+from agent.core.models import Lead
 from agent.errors import ConfigError, LeadboxError, NeedsCredentials, PermanentError, TransientError
-from agent.models import Lead
 
 __all__ = [
     "DEFAULT_COLUMNS",

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from agent.auto_reply import Templates, compose_reply, reply_message_id
+from agent.core.loop_guard import reply_block_reason
+from agent.core.models import Category, Lead, State
+from agent.core.ports import Classifier, MailTransport, Mirror, Store
+from agent.core.priority import PriorityRules
+from agent.core.replies import Templates, compose_reply, reply_message_id
+from agent.core.text import strip_quotes_and_signature
+from agent.core.validation import mailbox_key
 from agent.errors import DeliveryUncertain, PermanentError, TransientError
-from agent.loop_guard import reply_block_reason
-from agent.models import Category, Lead, State
-from agent.ports import Classifier, MailTransport, Mirror, Store
-from agent.priority import PriorityRules
-from agent.text_clean import strip_quotes_and_signature
-from agent.validation import mailbox_key
 
 log = logging.getLogger("leadbox.pipeline")
 

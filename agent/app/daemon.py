@@ -19,85 +19,21 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from agent.access import RateLimiter, SignatureChecker
-from agent.auto_reply import Templates
+from agent.app.metrics import Metrics
+from agent.app.wiring import make_classifier, make_mirror, make_store, make_transport
 from agent.config import Config
-from agent.errors import ConfigError, LeadboxError
-from agent.intake import IntakeBatcher
-from agent.metrics import Metrics
-from agent.pipeline import ReplyPolicy, Services
-from agent.ports import Classifier, MailTransport, Mirror, Store
-from agent.priority import PriorityRules
-from agent.text_clean import strip_quotes_and_signature
-from agent.webhook import DAEMON, add_routes
-from agent.worker import Worker
+from agent.core.pipeline import ReplyPolicy, Services
+from agent.core.ports import Store
+from agent.core.priority import PriorityRules
+from agent.core.replies import Templates
+from agent.core.text import strip_quotes_and_signature
+from agent.core.worker import Worker
+from agent.errors import LeadboxError
+from agent.intake.access import RateLimiter, SignatureChecker
+from agent.intake.batching import IntakeBatcher
+from agent.intake.webhook import DAEMON, add_routes
 
 log = logging.getLogger("leadbox.daemon")
-
-
-def make_store(config: Config) -> Store:
-    url = config.store_url
-    if url.startswith(("postgres://", "postgresql://")):
-        from agent.store_postgres import PostgresStore
-
-        return PostgresStore(url, pool_size=config.settings.store.pool_size)
-    from agent.store_sqlite import SqliteStore
-
-    return SqliteStore(url)
-
-
-def make_classifier(config: Config) -> Classifier:
-    if config.classifier_backend == "local":
-        from agent.classify_local import LocalClassifier
-
-        return LocalClassifier()
-    from agent.classify_openai import make_classifier as factory
-
-    c = config.settings.classifier
-    return factory(
-        config.classifier_backend, api_key=config.secrets.openai_api_key or "not-needed",
-        model=c.model, base_url=c.base_url or None, timeout=c.timeout, max_retries=c.max_retries,
-        max_input_chars=c.max_input_chars, breaker_failures=c.breaker_failures,
-        breaker_reset_seconds=c.breaker_reset_seconds,
-    )
-
-
-def make_transport(config: Config) -> MailTransport:
-    r = config.settings.reply
-    if r.transport == "smtp":
-        from agent.mail_smtp import SmtpTransport
-
-        return SmtpTransport(
-            host=r.smtp_host, port=r.smtp_port, security=r.smtp_security,
-            username=config.secrets.email_user, password=config.secrets.email_pass,
-            ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=r.from_address,
-        )
-    from agent.mail_outbox import OutboxTransport
-
-    return OutboxTransport(r.outbox_dir)
-
-
-def make_mirror(config: Config) -> tuple[Mirror | None, dict[str, Any]]:
-    """The sheet mirror, or None with the reason it is off."""
-    s = config.settings.sheets
-    if not s.enabled:
-        return None, {"state": "disabled", "reason": "sheets.enabled = false"}
-    from agent.sheet_mirror import SheetMirror, load_credentials
-
-    try:
-        info = load_credentials(config.secrets.google_credentials_json or None, s.credentials_file or None)
-    except ConfigError as e:
-        if s.required:
-            raise
-        log.warning("sheets: disabled", extra={"reason": str(e)})
-        return None, {"state": "disabled", "reason": str(e)}
-    labels = config.settings.labels
-    mirror = SheetMirror(
-        credentials_info=info, spreadsheet=s.spreadsheet, worksheet=s.worksheet, endpoint=s.endpoint,
-        columns=list(s.columns), batch_size=s.batch_size, flush_seconds=s.flush_seconds,
-        category_labels=dict(labels.categories), priority_labels=dict(labels.priorities), timeout=s.timeout,
-    )
-    return mirror, {}
 
 
 class Daemon:
@@ -137,7 +73,7 @@ class Daemon:
         recover = getattr(self.store, "recover", None)
         if recover is not None:
             await recover()
-        from agent.classify_local import LocalClassifier
+        from agent.classifiers.local import LocalClassifier
 
         classifier = make_classifier(self.config)
         mirror, self.mirror_info = make_mirror(self.config)
@@ -165,7 +101,7 @@ class Daemon:
                 log.warning("sheets: not ready at start; will retry", extra={"reason": str(e)})
         self._add_jobs()
         if s.inbox.enabled:
-            from agent.inbox import InboxPoller
+            from agent.intake.inbox import InboxPoller
 
             self.inbox = InboxPoller(self.config, self.store, self.metrics, on_intake=self.worker.kick,
                                      clean_text=self.clean_text)
@@ -245,6 +181,10 @@ class Daemon:
             await self.store.set_mirror_status(lead.id, "done")
 
         await asyncio.gather(*(one(x) for x in leads))
+
+    @property
+    def inbox_enabled(self) -> bool:
+        return self.inbox is not None
 
     def trigger_poll(self) -> None:
         if self.inbox is not None:

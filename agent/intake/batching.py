@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agent.models import IntakeResult, LeadIn
-from agent.ports import Store
+from agent.core.models import IntakeResult, LeadIn
+from agent.core.ports import Store
 
 PRESSURE_INFLIGHT = 16  # webhook requests in flight that mean intake is contended
 PRESSURE_HOLD = 0.25  # seconds the worker keeps yielding after the last sign of pressure

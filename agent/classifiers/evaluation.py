@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.models import Category
-from agent.ports import Classifier
+from agent.core.models import Category
+from agent.core.ports import Classifier
 
 CATEGORIES = tuple(c.value for c in Category)
 SNIPPET = 80
@@ -194,7 +194,7 @@ def run_eval(
     Exit codes: 0 when the evaluation ran (whatever the accuracy), 2 when the
     file cannot be read, has no usable line, or the backend cannot be built.
     """
-    from agent.classify_openai import make_classifier  # the adapter, only when asked for
+    from agent.classifiers.llm import make_classifier  # the adapter, only when asked for
 
     try:
         loaded = load_jsonl(path)

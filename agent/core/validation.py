@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from agent.models import LeadIn
+from agent.core.models import LeadIn
 
 NAME_MAX = 200
 MESSAGE_MAX = 20_000

@@ -177,3 +177,13 @@ def checkpoint_steps(batch: Sequence[EmailIntake]) -> list[tuple[str, int, int]]
         current[e.mailbox] = len(steps)
         steps.append((e.mailbox, e.uidvalidity, e.uid))
     return steps
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMail:
+    """A reply ready to go: envelope addresses and the RFC 5322 bytes (CRLF line endings)."""
+
+    message_id: str
+    from_addr: str
+    to_addr: str
+    data: bytes

@@ -26,7 +26,7 @@ How it decides:
 
 On top of the tables sits a learned layer (see "The learned layer" below): a
 multinomial logistic regression trained offline by
-bench/train_local_classifier.py and shipped as agent/data/local_model.json.
+bench/train_local_classifier.py and shipped as agent/classifiers/data/local_model.json.
 It reads the words, the rule entries that fired, the structural flags and the
 rule scores, and decides; spam still needs a confident model, a clear margin
 and rule-level spam evidence. Without the weights file the rules decide alone.
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.models import Category, Classification
+from agent.core.models import Category, Classification
 
 # --------------------------------------------------------------------------------------
 # Rule tables. One block per category and language; each line is "weight: entries"

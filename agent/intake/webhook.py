@@ -13,21 +13,49 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from agent.access import bearer_ok
-from agent.models import Lead
-from agent.openapi import OPENAPI
-from agent.validation import DuplicateKeyError, FieldError, parse_json_body, validate_lead
-
-if TYPE_CHECKING:
-    from agent.daemon import Daemon
+from agent.app.metrics import Metrics
+from agent.config import Config
+from agent.core.models import Lead
+from agent.core.ports import Store
+from agent.core.validation import DuplicateKeyError, FieldError, parse_json_body, validate_lead
+from agent.core.worker import Worker
+from agent.intake.access import RateLimiter, SignatureChecker, bearer_ok
+from agent.intake.batching import IntakeBatcher
+from agent.intake.openapi import OPENAPI
 
 log = logging.getLogger("leadbox.http")
 
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+
+class WebhookHost(Protocol):
+    """What the HTTP handlers need from the process that serves them (the daemon).
+
+    A Protocol rather than the daemon class itself, so that intake never imports the app layer.
+    """
+
+    config: Config
+    store: Store
+    intake: IntakeBatcher
+    metrics: Metrics
+    rate_limiter: RateLimiter
+    signatures: SignatureChecker
+    worker: Worker
+    stopping: bool
+
+    @property
+    def inbox_enabled(self) -> bool: ...
+
+    def trigger_poll(self) -> None: ...
+
+    async def readiness(self) -> dict[str, Any]: ...
+
+    async def refresh_gauges(self) -> None: ...
+
+
+DAEMON: web.AppKey[WebhookHost] = web.AppKey("daemon")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -83,7 +111,7 @@ async def post_lead(request: web.Request) -> web.Response:
         d.intake.request_finished()
 
 
-async def _post_lead(request: web.Request, d: Daemon) -> web.Response:
+async def _post_lead(request: web.Request, d: WebhookHost) -> web.Response:
     s = d.config.settings.http
     if d.stopping:
         return _error(503, "server", "shutting down; retry shortly", {"Retry-After": "5"})
@@ -238,7 +266,7 @@ async def poll_inbox(request: web.Request) -> web.Response:
     if (denied := require_admin(request)) is not None:
         return denied
     d = request.app[DAEMON]
-    if d.inbox is None:
+    if not d.inbox_enabled:
         return _error(409, "inbox", "the inbox is not enabled (inbox.enabled = true)")
     d.trigger_poll()
     return web.json_response({"status": "poll scheduled"}, status=202)

@@ -21,9 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent.core.models import EmailIntake, IntakeResult, Lead, LeadIn, checkpoint_steps
 from agent.errors import ConfigError
-from agent.models import EmailIntake, IntakeResult, Lead, LeadIn, checkpoint_steps
-from agent.store_common import (
+from agent.stores.common import (
     INSERT_COLUMNS,
     UPDATE_COLUMNS,
     insert_values,

@@ -11,8 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from agent.auto_reply import OutgoingMail
-from agent.models import Classification, IntakeResult, Lead, LeadIn
+from agent.core.models import Classification, IntakeResult, Lead, LeadIn, OutgoingMail
 
 
 class Classifier(Protocol):

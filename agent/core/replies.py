@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, formataddr
 from pathlib import Path
 
+from agent.core.models import Category, Lead, OutgoingMail
 from agent.errors import ConfigError
-from agent.models import Category, Lead
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
@@ -105,16 +105,6 @@ class Templates:
 def reply_message_id(lead: Lead, domain: str) -> str:
     """Deterministic per lead, so a retry after a crash carries the same Message-ID."""
     return f"<reply-{lead.id}@{domain}>"
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingMail:
-    """A reply ready to go: envelope addresses and the RFC 5322 bytes (CRLF line endings)."""
-
-    message_id: str
-    from_addr: str
-    to_addr: str
-    data: bytes
 
 
 _MSG_ID = re.compile(r"^<[^<>\s]{1,250}>$")

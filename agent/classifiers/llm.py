@@ -43,10 +43,10 @@ import openai
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.circuit_breaker import BreakerState, CircuitBreaker
-from agent.classify_local import LocalClassifier, clip, detect_language, summarize
-from agent.models import Category, Classification
-from agent.ports import Classifier
+from agent.classifiers.breaker import BreakerState, CircuitBreaker
+from agent.classifiers.local import LocalClassifier, clip, detect_language, summarize
+from agent.core.models import Category, Classification
+from agent.core.ports import Classifier
 
 log = logging.getLogger(__name__)
 

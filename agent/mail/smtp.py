@@ -13,7 +13,7 @@ from typing import Any
 
 import aiosmtplib
 
-from agent.auto_reply import OutgoingMail
+from agent.core.models import OutgoingMail
 from agent.errors import DeliveryUncertain, PermanentError, TransientError
 
 

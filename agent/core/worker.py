@@ -19,20 +19,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent.config import WorkerConfig
+from agent.core.backoff import backoff_delay
+from agent.core.models import FINAL_STATES, Lead, State
+from agent.core.pipeline import STEPS, Services, Step
 from agent.errors import PermanentError, TransientError
-from agent.models import FINAL_STATES, Lead, State
-from agent.pipeline import STEPS, Services, Step
 
 log = logging.getLogger("leadbox.worker")
-
-
-def backoff_delay(attempt: int, base: float, cap: float, retry_after: float | None = None,
-                  rng: random.Random | None = None) -> float:
-    """Seconds before the next attempt: base * 2^(attempt-1), capped, with 50-100% jitter."""
-    if retry_after is not None and retry_after > 0:
-        return min(retry_after, cap)
-    raw = min(cap, base * (2 ** max(attempt - 1, 0)))
-    return raw * (0.5 + 0.5 * (rng or random).random())
 
 
 class Worker:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from agent.auto_reply import OutgoingMail
+from agent.core.models import OutgoingMail
 from agent.errors import TransientError
 
 

@@ -31,14 +31,14 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from agent.models import FINAL_STATES
+from agent.core.models import FINAL_STATES
 
 __all__ = ["CIRCUIT_STATES", "INTAKES", "STEPS", "Metrics"]
 
 STEPS: tuple[str, ...] = ("classify", "store", "mirror", "reply")
 INTAKES: tuple[str, ...] = ("webhook", "email")
 
-# The gauge value of each circuit-breaker state (names as agent.circuit_breaker spells them).
+# The gauge value of each circuit-breaker state (names as agent.classifiers.breaker spells them).
 CIRCUIT_STATES: dict[str, int] = {"closed": 0, "half-open": 1, "half_open": 1, "open": 2}
 
 # Step latencies range from a millisecond (SQLite write) to tens of seconds (an LLM or

@@ -37,9 +37,9 @@ from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from typing import Any
 
-from agent.loop_guard import HeaderView, collect_auto_headers, inbound_skip_reason
-from agent.models import LeadIn
-from agent.text_clean import html_to_text, normalize_text, strip_quotes_and_signature
+from agent.core.loop_guard import HeaderView, collect_auto_headers, inbound_skip_reason
+from agent.core.models import LeadIn
+from agent.core.text import html_to_text, normalize_text, strip_quotes_and_signature
 
 __all__ = [
     "ParsedEmail",

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.models import Category, Priority
+from agent.core.models import Category, Priority
 
 _ORDER = [Priority.LOW, Priority.MEDIUM, Priority.HIGH]
 

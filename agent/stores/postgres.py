@@ -44,9 +44,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from agent.core.models import EmailIntake, IntakeResult, Lead, LeadIn, checkpoint_steps
 from agent.errors import ConfigError, TransientError
-from agent.models import EmailIntake, IntakeResult, Lead, LeadIn, checkpoint_steps
-from agent.store_common import (
+from agent.stores.common import (
     INSERT_COLUMNS,
     UPDATE_COLUMNS,
     insert_values,

@@ -1,0 +1,75 @@
+"""The make_* factories: one place that turns the config into adapters.
+
+Adapters are imported inside each factory, so a daemon with the local classifier and the outbox
+never imports openai, gspread or psycopg.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agent.config import Config
+from agent.core.ports import Classifier, MailTransport, Mirror, Store
+from agent.errors import ConfigError
+from agent.stores import open_store
+
+log = logging.getLogger("leadbox.daemon")
+
+
+def make_store(config: Config) -> Store:
+    return open_store(config.store_url, pool_size=config.settings.store.pool_size)
+
+
+def make_classifier(config: Config) -> Classifier:
+    if config.classifier_backend == "local":
+        from agent.classifiers.local import LocalClassifier
+
+        return LocalClassifier()
+    from agent.classifiers.llm import make_classifier as factory
+
+    c = config.settings.classifier
+    return factory(
+        config.classifier_backend, api_key=config.secrets.openai_api_key or "not-needed",
+        model=c.model, base_url=c.base_url or None, timeout=c.timeout, max_retries=c.max_retries,
+        max_input_chars=c.max_input_chars, breaker_failures=c.breaker_failures,
+        breaker_reset_seconds=c.breaker_reset_seconds,
+    )
+
+
+def make_transport(config: Config) -> MailTransport:
+    r = config.settings.reply
+    if r.transport == "smtp":
+        from agent.mail.smtp import SmtpTransport
+
+        return SmtpTransport(
+            host=r.smtp_host, port=r.smtp_port, security=r.smtp_security,
+            username=config.secrets.email_user, password=config.secrets.email_pass,
+            ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=r.from_address,
+        )
+    from agent.mail.outbox import OutboxTransport
+
+    return OutboxTransport(r.outbox_dir)
+
+
+def make_mirror(config: Config) -> tuple[Mirror | None, dict[str, Any]]:
+    """The sheet mirror, or None with the reason it is off."""
+    s = config.settings.sheets
+    if not s.enabled:
+        return None, {"state": "disabled", "reason": "sheets.enabled = false"}
+    from agent.mirror.sheets import SheetMirror, load_credentials
+
+    try:
+        info = load_credentials(config.secrets.google_credentials_json or None, s.credentials_file or None)
+    except ConfigError as e:
+        if s.required:
+            raise
+        log.warning("sheets: disabled", extra={"reason": str(e)})
+        return None, {"state": "disabled", "reason": str(e)}
+    labels = config.settings.labels
+    mirror = SheetMirror(
+        credentials_info=info, spreadsheet=s.spreadsheet, worksheet=s.worksheet, endpoint=s.endpoint,
+        columns=list(s.columns), batch_size=s.batch_size, flush_seconds=s.flush_seconds,
+        category_labels=dict(labels.categories), priority_labels=dict(labels.priorities), timeout=s.timeout,
+    )
+    return mirror, {}
