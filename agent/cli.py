@@ -48,7 +48,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from agent.core.replies import Templates
 
     Templates(config.settings.reply.templates_dir, config.settings.reply.default_language)
-    print(json.dumps(effective(config), indent=2, ensure_ascii=False))
+    if args.explain:
+        from agent.config_docs import explain
+
+        print(explain(config), end="")
+    else:
+        print(json.dumps(effective(config), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_config_template(args: argparse.Namespace) -> int:
+    from agent.config_docs import template
+
+    print(template(), end="")
     return 0
 
 
@@ -201,7 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     add("run", cmd_run, "run the daemon (webhook, worker, inbox)")
-    add("check-config", cmd_check_config, "validate and print the effective config (secrets masked)")
+    sp = add("check-config", cmd_check_config, "validate and print the effective config (secrets masked)")
+    sp.add_argument("--explain", action="store_true",
+                    help="print every key with its current value, default, environment variable and help")
+    add("config-template", cmd_config_template,
+        "print config/agent.toml (every key with its default and help) from the settings models")
     sp = add("classify", cmd_classify, "classify one message and print the decision")
     sp.add_argument("text", help="the message ('-' reads stdin)")
     sp.add_argument("--email", default="", help="sender address (for domain priority rules)")

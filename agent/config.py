@@ -1,8 +1,17 @@
 """Layered, checked settings: defaults in code -> config/agent.toml -> environment.
 
-Every tunable lives in a section model below with its default. Unknown keys and
-wrong values stop start-up with a ConfigError naming the key; secrets come only
+Every tunable lives in a section model below: its default and its help text are written once,
+here, as ``Field(default, description=...)``. ``config/agent.toml`` and
+``leadbox check-config --explain`` are generated from these models (``agent.config_docs``).
+Unknown keys and wrong values stop start-up with a ConfigError naming the key; secrets come only
 from the environment (``Secrets``) and never appear in ``effective()`` unmasked.
+
+How to add a setting:
+1. Add a field to its section model with a default, its constraints and a one-sentence
+   ``description`` (what it does, units, allowed values).
+2. Regenerate the committed file: ``leadbox config-template > config/agent.toml``
+   (``tests/test_config_docs.py`` fails until you do).
+3. Document it in README.md or docs/ when a user has to know about it.
 """
 
 from __future__ import annotations
@@ -31,64 +40,95 @@ class _Section(BaseModel):
 
 
 class HttpConfig(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    max_body_bytes: int = Field(65536, ge=1024)
-    # Seconds a client may take to send its request (slow-loris guard).
-    read_timeout: float = Field(15.0, gt=0)
-    # Per-client-IP limit on POST /leads; 0 turns it off.
-    rate_limit_per_minute: int = Field(600, ge=0)
-    # Seconds SIGTERM waits for in-flight work before exiting.
-    shutdown_grace: float = Field(10.0, ge=0)
-    # Webhook authentication: none (web forms), bearer, or hmac (LEADBOX_WEBHOOK_SECRET).
-    webhook_auth: Literal["none", "bearer", "hmac"] = "none"
-    signature_tolerance: int = Field(300, ge=1)
-    # Trust X-Forwarded-For for the client IP (only behind your own proxy).
-    trust_proxy: bool = False
+    """The webhook's HTTP server (POST /leads, the read API, /healthz, /readyz, /metrics)."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 in the container.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on.")
+    max_body_bytes: int = Field(65536, ge=1024, description="Larger POST /leads bodies answer 413.")
+    read_timeout: float = Field(
+        15.0, gt=0, description="Seconds a client may take to send its request; slow (slow-loris) "
+        "and idle connections are closed.")
+    rate_limit_per_minute: int = Field(
+        600, ge=0, description="POST /leads per client IP and minute; 0 turns the limit off.")
+    shutdown_grace: float = Field(
+        10.0, ge=0, description="Seconds SIGTERM waits for in-flight work before exiting.")
+    webhook_auth: Literal["none", "bearer", "hmac"] = Field(
+        "none", description="Authentication of POST /leads: none (web forms), bearer or hmac; "
+        "the token or key is LEADBOX_WEBHOOK_SECRET.")
+    signature_tolerance: int = Field(
+        300, ge=1, description="hmac: accepted clock skew and replay window, seconds.")
+    trust_proxy: bool = Field(
+        False, description="Take the client IP from X-Forwarded-For (only behind your own proxy).")
 
 
 class StoreConfig(_Section):
-    url: str = "sqlite:///data/leadbox.db"
-    pool_size: int = Field(5, ge=1, le=100)
+    """Where leads are stored."""
+
+    url: str = Field(
+        "sqlite:///data/leadbox.db",
+        description="sqlite:///path or postgresql://...; DATABASE_URL wins when set.")
+    pool_size: int = Field(5, ge=1, le=100, description="PostgreSQL connections per process.")
 
 
 class WorkerConfig(_Section):
-    batch_size: int = Field(200, ge=1, le=5000)
-    concurrency: int = Field(16, ge=1, le=1000)
-    max_attempts: int = Field(8, ge=1)
-    backoff_base: float = Field(2.0, gt=0)
-    backoff_max: float = Field(900.0, gt=0)
-    sweep_interval: float = Field(1.0, gt=0)
-    lease_seconds: float = Field(120.0, gt=0)
+    """The worker that classifies, mirrors and answers stored leads."""
+
+    batch_size: int = Field(200, ge=1, le=5000, description="Leads claimed per sweep batch.")
+    concurrency: int = Field(
+        16, ge=1, le=1000, description="Leads in flight at once (LLM, Sheets and SMTP calls).")
+    max_attempts: int = Field(
+        8, ge=1, description="Attempts per lead; then the lead is 'failed' with its last error.")
+    backoff_base: float = Field(
+        2.0, gt=0, description="Seconds before the first retry; doubles per attempt, 50-100% jitter.")
+    backoff_max: float = Field(900.0, gt=0, description="Longest wait between attempts, seconds.")
+    sweep_interval: float = Field(
+        1.0, gt=0, description="Seconds between sweeps (new leads also wake the worker at once).")
+    lease_seconds: float = Field(
+        120.0, gt=0, description="A claimed lead returns to the queue if its worker dies for this long.")
 
 
 class ClassifierConfig(_Section):
-    # auto = openai when OPENAI_API_KEY is set, else local.
-    backend: Literal["auto", "local", "openai"] = "auto"
-    model: str = "gpt-4o-mini"
-    base_url: str = ""
-    timeout: float = Field(20.0, gt=0)
-    max_retries: int = Field(2, ge=0, le=10)
-    max_input_chars: int = Field(4000, ge=200)
-    breaker_failures: int = Field(5, ge=1)
-    breaker_reset_seconds: float = Field(60.0, gt=0)
-    reclassify_interval: float = Field(300.0, gt=0)
+    """How a lead gets its category, summary and language."""
+
+    backend: Literal["auto", "local", "openai"] = Field(
+        "auto", description="auto (openai when OPENAI_API_KEY is set, else local) | local | openai.")
+    model: str = Field("gpt-4o-mini", description="Model name for the openai backend.")
+    base_url: str = Field(
+        "", description="Any OpenAI-compatible server, e.g. http://localhost:11434/v1 (Ollama); "
+        "empty = OpenAI.")
+    timeout: float = Field(20.0, gt=0, description="Seconds per request.")
+    max_retries: int = Field(
+        2, ge=0, le=10, description="SDK retries (429 honours Retry-After, 5xx, timeouts).")
+    max_input_chars: int = Field(
+        4000, ge=200, description="About 1,000 tokens; longer messages keep the start and the end.")
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failures that open the circuit breaker.")
+    breaker_reset_seconds: float = Field(
+        60.0, gt=0, description="How long the breaker stays open before a trial call, seconds.")
+    reclassify_interval: float = Field(
+        300.0, gt=0, description="Seconds between re-classification runs of fallback-decided leads.")
+
+
+CATEGORIES = ("sales", "support", "info", "spam")
+PRIORITIES = ("high", "medium", "low")
 
 
 class LabelsConfig(_Section):
+    """Display labels of categories and priorities (sheet, API, reply templates)."""
+
     categories: dict[str, str] = Field(
         default_factory=lambda: {
             "sales": "Ventas", "support": "Soporte", "info": "Información", "spam": "Spam",
-        }
-    )
+        },
+        description="Category -> label; keys: sales, support, info, spam.")
     priorities: dict[str, str] = Field(
-        default_factory=lambda: {"high": "Alta", "medium": "Media", "low": "Baja"}
-    )
+        default_factory=lambda: {"high": "Alta", "medium": "Media", "low": "Baja"},
+        description="Priority -> label; keys: high, medium, low.")
 
     @field_validator("categories")
     @classmethod
     def _all_categories(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = set(v) - {"sales", "support", "info", "spam"}
+        unknown = set(v) - set(CATEGORIES)
         if unknown:
             raise ValueError(f"unknown categories {sorted(unknown)}; use sales, support, info, spam")
         return v
@@ -96,7 +136,7 @@ class LabelsConfig(_Section):
     @field_validator("priorities")
     @classmethod
     def _all_priorities(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = set(v) - {"high", "medium", "low"}
+        unknown = set(v) - set(PRIORITIES)
         if unknown:
             raise ValueError(f"unknown priorities {sorted(unknown)}; use high, medium, low")
         return v
@@ -109,107 +149,141 @@ _DEFAULT_PRIORITIES: dict[str, PriorityName] = {
 
 
 class PriorityConfig(_Section):
-    by_category: dict[str, PriorityName] = Field(default_factory=lambda: dict(_DEFAULT_PRIORITIES))
-    # Words that raise a lead one level (never a spam lead).
+    """Rules that give each lead its priority."""
+
+    by_category: dict[str, PriorityName] = Field(
+        default_factory=lambda: dict(_DEFAULT_PRIORITIES),
+        description="Category -> priority (high | medium | low).")
     urgent_words: list[str] = Field(
         default_factory=lambda: [
             "urgent", "urgente", "asap", "emergency", "emergencia", "emergência",
             "immediately", "inmediato", "imediatamente", "caído", "caida", "fora do ar",
-        ]
-    )
-    # Sender domain -> priority (exact domain or a parent domain).
-    domains: dict[str, PriorityName] = Field(default_factory=dict)
+        ],
+        description="Any of these words raises a lead one level (never a spam lead).")
+    domains: dict[str, PriorityName] = Field(
+        default_factory=dict,
+        description='Sender domain -> priority, e.g. { "bigclient.com" = "high" } '
+        "(subdomains match too).")
 
 
 class ReplyConfig(_Section):
-    enabled: bool = True
-    transport: Literal["outbox", "smtp"] = "outbox"
-    outbox_dir: str = "data/outbox"
-    from_address: str = "leads@localhost"
-    from_name: str = "Leadbox"
-    templates_dir: str = "config/templates"
-    default_language: str = "es"
-    smtp_host: str = "smtp.gmail.com"
-    smtp_port: int = Field(465, ge=1, le=65535)
-    smtp_security: Literal["tls", "starttls"] = "tls"
-    smtp_timeout: float = Field(20.0, gt=0)
-    ca_file: str = ""
-    # At most one auto-reply per address per window.
-    window_hours: float = Field(24.0, ge=0)
-    # Global cap on auto-replies per hour (a mail-bomb brake); 0 = no cap.
-    max_per_hour: int = Field(500, ge=0)
-    # Put the classifier's summary in the reply (links and markup are stripped).
-    include_summary: bool = False
+    """The auto-reply sent to each lead."""
+
+    enabled: bool = Field(True, description="Send auto-replies at all.")
+    transport: Literal["outbox", "smtp"] = Field(
+        "outbox", description="outbox (.eml files, no account needed) | smtp.")
+    outbox_dir: str = Field("data/outbox", description="Folder of the outbox transport's .eml files.")
+    from_address: str = Field(
+        "leads@localhost", description="Our own address: replies come from it; never a lead, "
+        "never answered.")
+    from_name: str = Field("Leadbox", description="Display name of the From header.")
+    templates_dir: str = Field(
+        "config/templates", description="Reply templates, one file per {category}.{language}.txt.")
+    default_language: str = Field(
+        "es", description="Template language when the lead's language has no template.")
+    smtp_host: str = Field("smtp.gmail.com", description="SMTP server for transport = smtp.")
+    smtp_port: int = Field(465, ge=1, le=65535, description="SMTP port: 465 (tls) or 587 (starttls).")
+    smtp_security: Literal["tls", "starttls"] = Field(
+        "tls", description="tls (implicit, 465) | starttls (587); login EMAIL_USER / EMAIL_PASS.")
+    smtp_timeout: float = Field(20.0, gt=0, description="Seconds per SMTP step.")
+    ca_file: str = Field("", description="Extra CA bundle for a private SMTP server.")
+    window_hours: float = Field(
+        24.0, ge=0, description="At most one auto-reply per address in this many hours.")
+    max_per_hour: int = Field(
+        500, ge=0, description="Global cap on auto-replies per hour (a mail-bomb brake); 0 = no cap.")
+    include_summary: bool = Field(
+        False, description="Put the classifier's summary ($summary) in replies (links and markup "
+        "stripped).")
 
 
 class InboxConfig(_Section):
-    enabled: bool = False
-    host: str = "imap.gmail.com"
-    port: int = Field(993, ge=1, le=65535)
-    security: Literal["tls", "starttls"] = "tls"
-    auth: Literal["password", "xoauth2"] = "password"
-    username: str = ""  # defaults to EMAIL_USER
-    folder: str = "INBOX"
-    poll_interval: float = Field(60.0, gt=0)
-    idle: bool = False
-    # Re-issue IDLE before the server's timeout (RFC 2177 servers may drop it after 30 min).
-    idle_renew: float = Field(1500.0, ge=10, le=1740)
-    # First start on a mailbox: "now" takes only mail that arrives from then on (older mail:
-    # `leadbox backfill`), so an existing inbox is not auto-answered wholesale; "all" takes everything.
-    start: Literal["now", "all"] = "now"
-    after: Literal["seen", "move", "label"] = "seen"
-    move_to: str = "Leads/Processed"
-    label: str = "Leads"
-    quarantine_folder: str = "Leads/Quarantine"
-    ca_file: str = ""
-    batch_size: int = Field(200, ge=1, le=5000)
-    max_message_bytes: int = Field(10_000_000, ge=1024)
-    timeout: float = Field(30.0, gt=0)
+    """The IMAP mailbox polled for leads."""
+
+    enabled: bool = Field(False, description="Poll a mailbox for leads.")
+    host: str = Field("imap.gmail.com", description="IMAP server.")
+    port: int = Field(993, ge=1, le=65535, description="IMAP port: 993 (tls) or 143 (starttls).")
+    security: Literal["tls", "starttls"] = Field("tls", description="tls (993) | starttls (143).")
+    auth: Literal["password", "xoauth2"] = Field(
+        "password", description="password (EMAIL_PASS, for Gmail an app password) | xoauth2.")
+    username: str = Field("", description="IMAP login; empty = EMAIL_USER.")
+    folder: str = Field("INBOX", description="Folder to poll.")
+    poll_interval: float = Field(60.0, gt=0, description="Seconds between polls.")
+    idle: bool = Field(False, description="Hold an IMAP IDLE connection for near-instant intake.")
+    idle_renew: float = Field(
+        1500.0, ge=10, le=1740, description="Seconds; IDLE is re-issued before the server's "
+        "30-minute timeout (RFC 2177).")
+    start: Literal["now", "all"] = Field(
+        "now", description="First start on a mailbox: now (only mail that arrives from then on; "
+        "older mail with `leadbox backfill`) | all.")
+    after: Literal["seen", "move", "label"] = Field(
+        "seen", description="What happens to a mail once its lead is stored: seen | move | label.")
+    move_to: str = Field(
+        "Leads/Processed", description='Folder for after = "move" (created when missing).')
+    label: str = Field("Leads", description='Gmail label for after = "label".')
+    quarantine_folder: str = Field(
+        "Leads/Quarantine", description="Unparseable mail is moved here.")
+    ca_file: str = Field("", description="Extra CA bundle for a private IMAP server.")
+    batch_size: int = Field(200, ge=1, le=5000, description="Messages fetched per round trip.")
+    max_message_bytes: int = Field(
+        10_000_000, ge=1024, description="Larger mails are recorded and skipped, never downloaded.")
+    timeout: float = Field(30.0, gt=0, description="Seconds per network step.")
+
+
+SHEET_COLUMNS = (
+    "received_at", "name", "email", "category", "priority", "summary", "source", "id",
+    "phone", "company", "message", "language", "state", "intake",
+)
 
 
 class SheetsConfig(_Section):
-    enabled: bool = False
-    # When false, broken credentials disable the mirror with a reason instead of stopping start-up.
-    required: bool = False
-    spreadsheet: str = ""
-    worksheet: str = "Leads"
-    endpoint: str = "https://sheets.googleapis.com"
-    credentials_file: str = ""
+    """The Google Sheets mirror: one row per lead."""
+
+    enabled: bool = Field(False, description="Mirror each lead as a row of a Google Sheet.")
+    required: bool = Field(
+        False, description="true: broken credentials stop start-up; false: the mirror is disabled "
+        "with a reason.")
+    spreadsheet: str = Field("", description="Spreadsheet key or full URL.")
+    worksheet: str = Field("Leads", description="Worksheet (tab) name; created when missing.")
+    endpoint: str = Field("https://sheets.googleapis.com", description="Sheets API endpoint.")
+    credentials_file: str = Field(
+        "", description="Service-account JSON file (or GOOGLE_CREDENTIALS_JSON).")
     columns: list[str] = Field(
-        default_factory=lambda: [
-            "received_at", "name", "email", "category", "priority", "summary", "source", "id",
-        ]
-    )
-    batch_size: int = Field(50, ge=1, le=10000)
-    flush_seconds: float = Field(2.0, gt=0)
-    import_existing: bool = False
-    timeout: float = Field(20.0, gt=0)
+        default_factory=lambda: list(SHEET_COLUMNS[:8]),
+        description="Columns in order; any of " + ", ".join(SHEET_COLUMNS) + ".")
+    batch_size: int = Field(50, ge=1, le=10000, description="Rows per append call.")
+    flush_seconds: float = Field(2.0, gt=0, description="Flush a partial batch after this long.")
+    import_existing: bool = Field(
+        False, description="Read the sheet's emails at start: those contacts get no auto-reply.")
+    timeout: float = Field(20.0, gt=0, description="Seconds per API call.")
 
     @field_validator("columns")
     @classmethod
     def _known_columns(cls, v: list[str]) -> list[str]:
-        allowed = {
-            "received_at", "name", "email", "category", "priority", "summary", "source", "id",
-            "phone", "company", "message", "language", "state", "intake",
-        }
-        unknown = [c for c in v if c not in allowed]
+        unknown = [c for c in v if c not in SHEET_COLUMNS]
         if unknown:
-            raise ValueError(f"unknown columns {unknown}; allowed: {sorted(allowed)}")
+            raise ValueError(f"unknown columns {unknown}; allowed: {sorted(SHEET_COLUMNS)}")
         return v
 
 
 class DedupeConfig(_Section):
-    # Fold Gmail dots and +tags (a.b+x@gmail.com == ab@gmail.com).
-    fold_gmail: bool = False
+    """When two contacts count as the same person."""
+
+    fold_gmail: bool = Field(
+        False, description="Treat a.b+tag@gmail.com as ab@gmail.com.")
 
 
 class LoggingConfig(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    # auto = JSON unless stdout is a terminal.
-    format: Literal["auto", "json", "text"] = "auto"
+    """Log output (stdout for `leadbox run`, stderr for other commands)."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="DEBUG | INFO | WARNING | ERROR.")
+    format: Literal["auto", "json", "text"] = Field(
+        "auto", description="auto (JSON unless a terminal) | json | text.")
 
 
 class Settings(_Section):
+    """All sections; the order here is the order of config/agent.toml."""
+
     http: HttpConfig = Field(default_factory=HttpConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     worker: WorkerConfig = Field(default_factory=WorkerConfig)
@@ -338,7 +412,7 @@ def _format_validation(e: ValidationError) -> str:
         key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see config/agent.toml for every key)"
+            msg = "unknown key (check the spelling; `leadbox check-config --explain` lists every key)"
         got = err.get("input")
         shown = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{key}: {msg}{shown}")
