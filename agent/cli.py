@@ -10,6 +10,7 @@ import os
 import sys
 from typing import Any
 
+from agent import envfile
 from agent.config import Config, effective, load_config
 from agent.errors import ConfigError, LeadboxError
 
@@ -247,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        envfile.load(os.environ)
+    except ConfigError as e:
+        print(f"leadbox: {e}", file=sys.stderr)
+        return 2
     if args.command != "run":
         _setup_logging(None)
     try:

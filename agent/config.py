@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from agent.errors import ConfigError
 
@@ -37,6 +37,14 @@ ENV_PREFIX = "LEADBOX_"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_bool(cls, v: Any, info: ValidationInfo) -> Any:
+        # pydantic would take "yes", "on" or 1 for a bool: a typo must not switch a feature on.
+        if info.field_name and cls.model_fields[info.field_name].annotation is bool and not isinstance(v, bool):
+            raise ValueError("must be true or false")
+        return v
 
 
 class HttpConfig(_Section):
@@ -164,6 +172,14 @@ class PriorityConfig(_Section):
         default_factory=dict,
         description='Sender domain -> priority, e.g. { "bigclient.com" = "high" } '
         "(subdomains match too).")
+
+    @field_validator("by_category")
+    @classmethod
+    def _known_categories(cls, v: dict[str, PriorityName]) -> dict[str, PriorityName]:
+        for key in v:
+            if key not in CATEGORIES:
+                raise ValueError(f"unknown category '{key}' (known: {', '.join(CATEGORIES)})")
+        return v
 
 
 class ReplyConfig(_Section):
@@ -297,6 +313,15 @@ class Settings(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
 
+# Every variable leadbox reads besides the LEADBOX_<SECTION>__<KEY> overrides.
+ENV_NAMES = (
+    "OPENAI_API_KEY", "EMAIL_USER", "EMAIL_PASS", "GOOGLE_CREDENTIALS_JSON", "DATABASE_URL",
+    "LEADBOX_ADMIN_TOKEN", "LEADBOX_WEBHOOK_SECRET", "GOOGLE_OAUTH_CLIENT_ID",
+    "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_REFRESH_TOKEN", "INBOX_OAUTH_TOKEN",
+    "LEADBOX_CONFIG", "LEADBOX_DOTENV",
+)
+
+
 @dataclass(frozen=True)
 class Secrets:
     """Secrets and deployment settings, only from the environment."""
@@ -389,11 +414,24 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX) or "__" not in key:
             continue
+        if not value.strip():
+            continue  # empty counts as unset, as compose's ${VAR:-} produces it
         section, _, field = key[len(ENV_PREFIX):].lower().partition("__")
         if section not in sections:
             raise ConfigError(f"{key}: unknown section '{section}' (known: {', '.join(sorted(sections))})")
-        out.setdefault(section, {})[field] = _coerce_env_value(value)
+        out.setdefault(section, {})[field] = _env_value(key, section, field, value)
     return out
+
+
+def _env_value(key: str, section: str, field: str, value: str) -> Any:
+    model = Settings.model_fields[section].annotation
+    info = model.model_fields.get(field) if isinstance(model, type) and issubclass(model, BaseModel) else None
+    if info is not None and info.annotation is bool:
+        word = value.strip().lower()
+        if word not in ("true", "false", "1", "0"):
+            raise ConfigError(f"{key}: must be true, false, 1 or 0 (got {value!r})")
+        return word in ("true", "1")
+    return _coerce_env_value(value)
 
 
 def _merge(base: dict[str, Any], over: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -410,7 +448,7 @@ def _format_validation(e: ValidationError) -> str:
     lines = []
     for err in e.errors():
         key = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; `leadbox check-config --explain` lists every key)"
         got = err.get("input")
