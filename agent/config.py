@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from agent.errors import ConfigError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("leadbox.config")
 
 DEFAULT_CONFIG_PATH = "config/agent.toml"
 ENV_PREFIX = "LEADBOX_"
@@ -482,7 +482,7 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     elif explicit:
         raise ConfigError(f"config file {cfg_path} not found (given by --config or LEADBOX_CONFIG)")
     else:
-        log.warning("config file %s not found: using built-in defaults", cfg_path)
+        log.warning("config file not found: using built-in defaults", extra={"reason": str(cfg_path)})
         source = "built-in defaults"
     merged = _merge(data, _env_overrides(env))
     try:

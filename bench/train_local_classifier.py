@@ -40,7 +40,7 @@ from agent.classifiers.evaluation import LabeledRow, evaluate, load_jsonl  # noq
 
 TRAIN = ROOT / "tests" / "data" / "classifier" / "train.jsonl"
 HOLDOUT = ROOT / "tests" / "data" / "classifier" / "holdout.jsonl"
-DEV = Path("/work/shared/data/leads-dev.jsonl")
+DEV = ROOT / "tests" / "data" / "leads-dev.jsonl"
 CLASSES = [str(c) for c in cl._CLASSES]
 SPAM = CLASSES.index("spam")
 

@@ -1,4 +1,4 @@
-"""The HTTP contract of DESIGN.md, against the real in-process daemon (SQLite, outbox)."""
+"""The HTTP contract of the README, against the real in-process daemon (SQLite, outbox)."""
 
 from __future__ import annotations
 

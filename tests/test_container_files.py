@@ -250,12 +250,9 @@ def test_compose_leadbox_service() -> None:
     assert "./config:/app/config:ro" in svc["volumes"]
     assert svc["restart"] == "unless-stopped"
     assert svc["healthcheck"]["test"]
-    try:
-        from agent.config import HttpConfig
+    from agent.config import HttpConfig
 
-        grace = HttpConfig().shutdown_grace
-    except ImportError:  # config not importable yet: DESIGN.md's default
-        grace = 10.0
+    grace = HttpConfig().shutdown_grace
     assert seconds(svc["stop_grace_period"]) > grace, "docker would kill the drain"
 
 

@@ -48,7 +48,7 @@ from agent.classifiers.local import LocalClassifier, clip, detect_language, summ
 from agent.core.models import Category, Classification
 from agent.core.ports import Classifier
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("leadbox.classifier")
 
 OPEN_MARK = "<<<MESSAGE"
 CLOSE_MARK = "MESSAGE>>>"
@@ -295,7 +295,7 @@ class OpenAIClassifier:
 
     async def _fall_back(self, text: str, subject: str | None, reason: str) -> Classification:
         self.fallbacks += 1
-        log.info("openai classifier: falling back to %s (%s)", self.fallback.name, reason)
+        log.info("openai classifier: falling back", extra={"reason": f"{reason}; using {self.fallback.name}"})
         result = await self.fallback.classify(text, subject=subject)
         return Classification(
             category=result.category,
@@ -310,7 +310,8 @@ class OpenAIClassifier:
         self.breaker.record_failure()
         self.last_error = clip(f"{type(exc).__name__}: {exc}", 300)
         self.last_error_at = time.time()
-        log.warning("openai classifier failed: %s (breaker %s)", self.last_error, self.breaker.state)
+        log.warning("openai classifier failed", extra={"error": self.last_error,
+                                                      "reason": f"breaker {self.breaker.state}"})
 
 
 class _RefusalError(Exception):

@@ -24,7 +24,7 @@ from agent.errors import ConfigError, NeedsCredentials, TransientError
 
 __all__ = ["ImapMailbox"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("leadbox.inbox")
 
 # Errors that mean "the connection or the server is not usable right now".
 _NETWORK_ERRORS: tuple[type[BaseException], ...] = (
@@ -244,7 +244,7 @@ class ImapMailbox:
         keyword = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label) or "leadbox"
         log.info(
             "imap server has no Gmail labels; using IMAP keyword instead",
-            extra={"label": label, "keyword": keyword},
+            extra={"reason": f"label {label!r} set as keyword {keyword!r}"},
         )
         with self._guard(f"keyword {keyword}"):
             self.client.add_flags(wanted, [keyword.encode("ascii", "replace")], silent=True)

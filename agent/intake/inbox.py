@@ -1,6 +1,6 @@
 """Inbox intake: turn each new email in one IMAP folder into a lead intake, exactly once.
 
-Thin entry point (STYLE 1): this module fetches mail, asks ``email_parse`` what a
+Thin entry point: this module fetches mail, asks ``email_parse`` what a
 message is, and hands the result to the store (``store.intake_emails`` for a
 whole fetched batch when the store has it, else ``store.intake_email`` per
 message). It decides nothing about leads; the worker does the rest, as for the
@@ -29,7 +29,7 @@ Why it is shaped like this:
   store work) a large batch is parsed in worker processes, otherwise in a
   thread; fetching batch n+1 and parsing it overlaps with storing batch n. On 2
   cores, worker processes were slower than the thread (bench/results_inbox.md).
-* **The loop never dies** (STYLE 5): network trouble -> state ``down`` and a
+* **The loop never dies**: network trouble -> state ``down`` and a
   retry with exponential backoff and jitter, forever; a refused login ->
   ``needs_credentials``, retried every few minutes or on ``poll_now``; a message
   that cannot be parsed -> quarantined with its raw bytes (and moved to the

@@ -1,6 +1,6 @@
 """HTTP API (aiohttp). Handlers are thin: turn a request into an intake or a query.
 
-Status codes are the contract in DESIGN.md: 202 new, 200 duplicate, 422 invalid
+Status codes are the contract in README.md's HTTP API table: 202 new, 200 duplicate, 422 invalid
 (field-level errors), 413 too large, 415 not JSON, 401 bad webhook credentials,
 403 admin routes without a configured token, 429 rate limited, 503 stopping or
 store unavailable. Unexpected errors become a JSON 500 with a logged reason,

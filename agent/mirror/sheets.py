@@ -62,7 +62,7 @@ __all__ = [
     "load_credentials",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("leadbox.sheets")
 
 GOOGLE_SHEETS_ROOT = "https://sheets.googleapis.com"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -516,7 +516,7 @@ class SheetMirror:
             return failure
         if isinstance(exc, gspread.WorksheetNotFound):
             return _Failure(_Kind.NOT_FOUND, f"sheets: worksheet {self._worksheet_name!r} not found")
-        log.error("sheets: unexpected %s", type(exc).__name__, exc_info=exc)
+        log.error("sheets: unexpected error", extra={"error": type(exc).__name__}, exc_info=exc)
         return _Failure(_Kind.TRANSIENT, f"sheets: unexpected {type(exc).__name__}", uncertain=True)
 
     async def start(self) -> None:
@@ -663,7 +663,8 @@ class SheetMirror:
                         item.future.set_exception(error)
                         item.future.exception()  # retrieved: no "never retrieved" noise if a waiter left
                 return
-            log.info("sheets: %s; retry %d/%d in %.2fs", failure.message, attempt, self._max_retries, delay)
+            log.info("sheets: will retry", extra={"reason": failure.message, "attempt": attempt,
+                                                 "duration_ms": int(delay * 1000)})
             await asyncio.sleep(delay)
 
     # ----- other port methods -------------------------------------------
