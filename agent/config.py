@@ -34,6 +34,20 @@ log = logging.getLogger("leadbox.config")
 DEFAULT_CONFIG_PATH = "config/agent.toml"
 ENV_PREFIX = "LEADBOX_"
 
+#: Default accepted names per lead field, matched case-insensitively. Spanish, Portuguese,
+#: English and the names WordPress Contact Form 7 uses out of the box.
+DEFAULT_FORM_FIELDS: dict[str, list[str]] = {
+    "name": ["name", "nombre", "nome", "your-name", "full_name", "fullname", "full-name"],
+    "email": ["email", "correo", "e-mail", "your-email", "mail", "correo_electronico"],
+    "message": ["message", "mensaje", "mensagem", "your-message", "comments", "comentarios",
+                "comment", "consulta"],
+    "phone": ["phone", "telefono", "teléfono", "telefone", "your-phone", "tel", "celular"],
+    "company": ["company", "empresa", "organization", "organisation"],
+    "subject": ["subject", "asunto", "assunto", "your-subject"],
+    "source": ["source"],
+}
+DEFAULT_KEEP_FIELDS = ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "page"]
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -67,6 +81,29 @@ class HttpConfig(_Section):
         300, ge=1, description="hmac: accepted clock skew and replay window, seconds.")
     trust_proxy: bool = Field(
         False, description="Take the client IP from X-Forwarded-For (only behind your own proxy).")
+    public_url: str = Field("", description=(
+        "The address people and websites reach the daemon at, behind any proxy, e.g. "
+        "https://leads.example.com. Used for redirects, snippets and links; empty = the request's own host."))
+    cors_origins: list[str] = Field(default_factory=list, description=(
+        "Exact origins whose pages may post to /leads with fetch() (e.g. https://www.example.com)."))
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v and not (v.startswith(("http://", "https://")) and "." in v.split("://", 1)[1] or
+                      v.startswith(("http://localhost", "http://127.0.0.1"))):
+            raise ValueError("must be an http(s) URL such as https://leads.example.com")
+        return v
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest or origin != origin.strip():
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], no path or trailing slash")
+        return v
 
 
 class StoreConfig(_Section):
@@ -297,6 +334,42 @@ class LoggingConfig(_Section):
         "auto", description="auto (JSON unless a terminal) | json | text.")
 
 
+class FormsConfig(_Section):
+    fields: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_FORM_FIELDS.items()}, description=(
+            "For each lead field, the form field names accepted for it (case-insensitive)."))
+    keep_fields: list[str] = Field(default_factory=lambda: list(DEFAULT_KEEP_FIELDS), description=(
+        "Other form fields kept in the lead's metadata; every other field is ignored."))
+    honeypot_field: str = Field("website", description=(
+        "A field the page hides and people leave empty; a post that fills it is stored as "
+        "skipped (honeypot) and never answered. Empty = off."))
+    thank_you_url: str = Field("", description=(
+        "Where a plain HTML form goes after a successful post (303); empty = the built-in /forms/thanks page."))
+    require_origin: bool = Field(False, description=(
+        "Refuse (403) any POST /leads whose Origin header is missing or not in http.cors_origins."))
+    presets: dict[str, dict[str, str]] = Field(default_factory=dict, description=(
+        "Your own form-service presets for POST /leads/NAME: lead field = dotted path in the payload."))
+
+    @field_validator("fields")
+    @classmethod
+    def _lead_fields(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = sorted(set(v) - set(DEFAULT_FORM_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown lead fields {unknown}; known: {sorted(DEFAULT_FORM_FIELDS)}")
+        return {**{k: list(x) for k, x in DEFAULT_FORM_FIELDS.items()}, **v}
+
+    @field_validator("presets")
+    @classmethod
+    def _preset_fields(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for name, paths in v.items():
+            unknown = sorted(set(paths) - set(DEFAULT_FORM_FIELDS))
+            if unknown:
+                raise ValueError(f"preset {name!r}: unknown lead fields {unknown}")
+            if "email" not in paths:
+                raise ValueError(f"preset {name!r}: needs an email path")
+        return v
+
+
 class Settings(_Section):
     """All sections; the order here is the order of config/agent.toml."""
 
@@ -311,6 +384,7 @@ class Settings(_Section):
     sheets: SheetsConfig = Field(default_factory=SheetsConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    forms: FormsConfig = Field(default_factory=FormsConfig)
 
 
 # Every variable leadbox reads besides the LEADBOX_<SECTION>__<KEY> overrides.

@@ -31,6 +31,7 @@ from agent.core.worker import Worker
 from agent.errors import LeadboxError
 from agent.intake.access import RateLimiter, SignatureChecker
 from agent.intake.batching import IntakeBatcher
+from agent.intake.forms import FieldMap
 from agent.intake.webhook import DAEMON, add_routes
 
 log = logging.getLogger("leadbox.daemon")
@@ -45,6 +46,8 @@ class Daemon:
         self.store: Store = make_store(config)
         self.intake = IntakeBatcher(self.store)
         self.rate_limiter = RateLimiter(s.http.rate_limit_per_minute)
+        self.field_map = FieldMap(fields=s.forms.fields, keep_fields=s.forms.keep_fields,
+                                  honeypot=s.forms.honeypot_field)
         self.signatures = SignatureChecker(config.secrets.webhook_secret, s.http.signature_tolerance)
         self.clean_text: Callable[[str], str] | None = strip_quotes_and_signature
         self.scheduler = AsyncIOScheduler(

@@ -72,6 +72,9 @@ class LeadIn:
     clean_text: str | None = None
     # Headers that matter for loop protection of the reply (lower-cased names).
     auto_headers: dict[str, str] = field(default_factory=dict)
+    # Set when the intake already knows the lead gets no processing (a filled honeypot):
+    # it is stored final, as skipped with this reason.
+    skip_reason: str | None = None
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ NAME_MAX = 200
 MESSAGE_MAX = 20_000
 SHORT_MAX = 200  # phone, company, source
 METADATA_MAX_BYTES = 8 * 1024
-KNOWN_FIELDS = frozenset({"name", "email", "message", "phone", "company", "source", "metadata"})
+KNOWN_FIELDS = frozenset({"name", "email", "message", "phone", "company", "source", "metadata", "subject"})
 
 # C0/C1 controls, DEL; in a message \n, \r and \t are allowed.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -181,6 +181,7 @@ def validate_lead(data: Any, *, fold_gmail: bool = False) -> LeadIn | list[Field
     phone = _text(data, "phone", errors, required=False, max_len=SHORT_MAX)
     company = _text(data, "company", errors, required=False, max_len=SHORT_MAX)
     source = _text(data, "source", errors, required=False, max_len=SHORT_MAX)
+    subject = _text(data, "subject", errors, required=False, max_len=SHORT_MAX)
     metadata: dict[str, Any] = {}
     raw_meta = data.get("metadata")
     if raw_meta is not None:
@@ -199,7 +200,7 @@ def validate_lead(data: Any, *, fold_gmail: bool = False) -> LeadIn | list[Field
     return LeadIn(
         name=name, email=email, email_norm=normalize_email(email, fold_gmail=fold_gmail),
         message=message, intake="webhook", phone=phone, company=company, source=source,
-        metadata=metadata,
+        metadata=metadata, subject=subject,
     )
 
 

@@ -12,19 +12,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from agent.app.metrics import Metrics
 from agent.config import Config
-from agent.core.models import Lead
+from agent.core.models import Lead, LeadIn
 from agent.core.ports import Store
-from agent.core.validation import DuplicateKeyError, FieldError, parse_json_body, validate_lead
+from agent.core.validation import FieldError, validate_lead
 from agent.core.worker import Worker
+from agent.intake import form_answers as cors
+from agent.intake import lead_body, presets
 from agent.intake.access import RateLimiter, SignatureChecker, bearer_ok
 from agent.intake.batching import IntakeBatcher
+from agent.intake.forms import FieldMap
 from agent.intake.openapi import OPENAPI
 
 log = logging.getLogger("leadbox.http")
@@ -44,6 +49,7 @@ class WebhookHost(Protocol):
     signatures: SignatureChecker
     worker: Worker
     stopping: bool
+    field_map: FieldMap
 
     @property
     def inbox_enabled(self) -> bool: ...
@@ -106,22 +112,60 @@ async def post_lead(request: web.Request) -> web.Response:
     d = request.app[DAEMON]
     d.intake.request_started()
     try:
-        return await _post_lead(request, d)
+        return await _post_lead(request, d, None)
     finally:
         d.intake.request_finished()
 
 
-async def _post_lead(request: web.Request, d: WebhookHost) -> web.Response:
+async def post_preset(request: web.Request) -> web.Response:
+    """``POST /leads/{preset}``: a form service's own payload (Tally, Typeform, Webflow, config)."""
+    d = request.app[DAEMON]
+    forms = d.config.settings.forms
+    name = request.match_info["preset"]
+    reader = presets.resolve(name, forms.presets)
+    if reader is None:
+        known = sorted({*presets.BUILT_IN, *forms.presets})
+        return _error(404, "preset", f"no preset named {name!r}; known: {', '.join(known)}")
+    d.intake.request_started()
+    try:
+        return await _post_lead(request, d, reader)
+    finally:
+        d.intake.request_finished()
+
+
+async def preflight_leads(request: web.Request) -> web.Response:
+    return cors.preflight(request, request.app[DAEMON].config.settings.http.cors_origins)
+
+
+def _refuse(request: web.Request, html: bool, status: int, errors: list[FieldError],
+            headers: dict[str, str]) -> web.Response:
+    if html:
+        return cors.html_failure(request, status, errors, headers)
+    return _errors(status, errors, headers)
+
+
+async def _post_lead(request: web.Request, d: WebhookHost,
+                     preset: Callable[[Any], presets.Pairs] | None) -> web.Response:
     s = d.config.settings.http
+    forms = d.config.settings.forms
+    origin = cors.allowed_origin(request, s.cors_origins) if s.cors_origins else None
+    headers = cors.cors_headers(origin)
+    ctype = request.content_type
+    html = cors.wants_html(request, ctype in (lead_body.URLENCODED, lead_body.MULTIPART))
     if d.stopping:
-        return _error(503, "server", "shutting down; retry shortly", {"Retry-After": "5"})
+        return _refuse(request, html, 503, [FieldError("server", "shutting down; retry shortly")],
+                       {"Retry-After": "5", **headers})
     wait = d.rate_limiter.allow(client_ip(request, s.trust_proxy)) if s.rate_limit_per_minute else 0.0
     if wait:
         d.metrics.http_request("post_lead", 429)
-        return _error(429, "client", "too many requests", {"Retry-After": str(max(1, int(wait + 0.999)))})
+        return _refuse(request, html, 429, [FieldError("client", "too many requests")],
+                       {"Retry-After": str(max(1, int(wait + 0.999))), **headers})
+    if forms.require_origin and origin is None:
+        return _refuse(request, html, 403, [FieldError("Origin", "missing or not in http.cors_origins")], headers)
     cl = request.content_length
     if cl is not None and cl > s.max_body_bytes:
-        return _error(413, "body", f"request body too large (limit {s.max_body_bytes} bytes)")
+        return _refuse(request, html, 413, [FieldError("body", f"request body too large (limit {s.max_body_bytes} bytes)")],
+                       headers)
     try:
         if request.content.is_eof():  # the usual case: a small body arrived with the headers
             body = await request.read()
@@ -140,34 +184,51 @@ async def _post_lead(request: web.Request, d: WebhookHost) -> web.Response:
             request.headers.get("X-Leadbox-Timestamp"), request.headers.get("X-Leadbox-Signature"), body)
         if problem:
             return _error(401, "X-Leadbox-Signature", problem)
-    ctype = request.content_type
-    if ctype != "application/json" and not ctype.endswith("+json"):
-        return _error(415, "Content-Type", "send the lead as application/json")
-    try:
-        data = parse_json_body(body)
-    except DuplicateKeyError as e:
-        return _error(422, str(e), "appears more than once in the JSON object")
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return _error(415, "body", "not valid UTF-8 JSON")
-    result = validate_lead(data, fold_gmail=d.config.settings.dedupe.fold_gmail)
+    decoded = lead_body.decode_lead_body(
+        ctype, request.headers.get("Content-Type", ""), body, d.field_map, preset=preset,
+        from_browser="Origin" in request.headers)
+    if decoded.errors:
+        if decoded.status == 422:
+            d.metrics.http_request("post_lead", 422)
+        return _refuse(request, html, decoded.status, decoded.errors, headers)
+    result = validate_lead(decoded.data, fold_gmail=d.config.settings.dedupe.fold_gmail)
     if isinstance(result, list):
         d.metrics.http_request("post_lead", 422)
-        return _errors(422, result)
+        return _refuse(request, html, 422, result, headers)
+    if decoded.honeypot:
+        result = honeypot_lead(result)
     try:
         res = await d.intake.submit(result)
     except Exception as e:
         log.error("intake not stored", extra={"reason": f"{type(e).__name__}: {e}"})
-        return _error(503, "server", "storage unavailable; nothing was stored, please retry",
-                      {"Retry-After": "10"})
+        return _refuse(request, html, 503, [FieldError("server", "storage unavailable; nothing was stored, please retry")],
+                       {"Retry-After": "10", **headers})
+    if html:
+        resp = cors.html_success(request, forms.thank_you_url, s.public_url, None, headers)
     # Ids are [a-z0-9]: the answer is formatted directly (the hot path skips json.dumps).
-    if res.duplicate:
-        d.metrics.duplicate("webhook")
-        return web.Response(status=200, content_type="application/json",
+    elif res.duplicate:
+        resp = web.Response(status=200, content_type="application/json", headers=headers or None,
                             text=f'{{"id": "{res.lead_id}", "status": "duplicate"}}')
-    d.metrics.lead_received("webhook")
-    d.worker.kick()
-    return web.Response(status=202, content_type="application/json",
-                        text=f'{{"id": "{res.lead_id}", "status": "received"}}')
+    else:
+        resp = web.Response(status=202, content_type="application/json", headers=headers or None,
+                            text=f'{{"id": "{res.lead_id}", "status": "received"}}')
+    if decoded.honeypot:
+        d.metrics.lead_received("honeypot")
+    elif res.duplicate:
+        d.metrics.duplicate("webhook")
+    else:
+        d.metrics.lead_received("webhook")
+        d.worker.kick()
+    return resp
+
+
+def honeypot_lead(lead: LeadIn) -> LeadIn:
+    """A bot's post, kept for the record as skipped, under a key of its own.
+
+    It must not take the address's dedupe key: browsers' autofill sometimes fills hidden
+    fields, and a later clean post from the same person has to become a normal lead.
+    """
+    return replace(lead, email_norm=f"honeypot:{secrets.token_hex(12)}", skip_reason="honeypot")
 
 
 def require_admin(request: web.Request) -> web.Response | None:
@@ -297,6 +358,10 @@ async def openapi(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/leads", guarded(post_lead))
+    app.router.add_route("OPTIONS", "/leads", guarded(preflight_leads))
+    app.router.add_post("/leads/{preset}", guarded(post_preset))
+    app.router.add_route("OPTIONS", "/leads/{preset}", guarded(preflight_leads))
+    app.router.add_get("/forms/thanks", guarded(cors.thanks))
     app.router.add_get("/leads", guarded(list_leads))
     app.router.add_get("/leads/{id}", guarded(get_lead))
     app.router.add_post("/leads/{id}/retry", guarded(retry_lead))

@@ -26,6 +26,7 @@ INSERT_COLUMNS = (
     "id", "email_norm", "email", "name", "message", "intake", "phone", "company", "source",
     "metadata", "subject", "message_id", "in_reply_to", "refs", "clean_text", "auto_headers",
     "state", "next_attempt_at", "created_at", "updated_at",
+    "skip_reason", "reply_status", "reply_reason", "mirror_status",
 )
 
 
@@ -46,7 +47,10 @@ def insert_values(item: LeadIn, lead_id: str, now: float) -> tuple[Any, ...]:
         item.company, item.source, json.dumps(item.metadata, ensure_ascii=False) if item.metadata else "{}",
         item.subject, item.message_id, item.in_reply_to, item.references, item.clean_text,
         json.dumps(item.auto_headers, ensure_ascii=False) if item.auto_headers else "{}",
-        State.RECEIVED.value, now, now, now,
+        State.SKIPPED.value if item.skip_reason else State.RECEIVED.value, now, now, now,
+        # A lead skipped at intake (a honeypot post) is final at once: no reply, no sheet row.
+        item.skip_reason, "skipped" if item.skip_reason else "pending", item.skip_reason,
+        "disabled" if item.skip_reason else "pending",
     )
 
 
