@@ -19,10 +19,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/leadbox run
 
-# Debian packages the tests start as real servers (Dovecot); PostgreSQL runs on the machine.
+# Debian packages the tests use for real: Dovecot (IMAP server) and Chromium (the browser that
+# Playwright drives; Playwright's own browser download is never used). PostgreSQL runs on the machine.
 system-deps:
-	@command -v dovecot >/dev/null 2>&1 || { \
-	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dovecot-imapd; }
+	@command -v dovecot >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || { \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dovecot-imapd chromium; }
 	@pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null || { \
 	  command -v pg_ctlcluster >/dev/null 2>&1 && pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start || true; }
 

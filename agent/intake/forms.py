@@ -9,6 +9,8 @@ the body was already read (and size-limited) by the webhook.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
@@ -24,6 +26,15 @@ from agent.core.validation import FieldError
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 _CANONICAL = frozenset({"name", "email", "message", "phone", "company", "source", "metadata", "subject"})
+
+
+_GUESS_ORDER = ("email", "phone", "company", "subject", "message", "name")
+_WORD = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 class FormError(ValueError):
@@ -53,6 +64,22 @@ class FieldMap:
     def target(self, name: str) -> str | None:
         lookup: dict[str, str] = self._lookup  # type: ignore[attr-defined]
         return lookup.get(name.strip().lower())
+
+    def guess(self, label: str) -> str | None:
+        """A question's label (``Nombre completo``, ``What's your email?``) to a lead field.
+
+        For presets, whose answers carry human labels: a field matches when one of its
+        names is a word of the label (accents ignored). ``Company name`` is a company, not
+        a name, so the more specific fields are tried first.
+        """
+        words = set(_WORD.findall(_fold(label)))
+        phrase = " ".join(_WORD.findall(_fold(label)))
+        for target in _GUESS_ORDER:
+            for n in [target, *self.fields.get(target, ())]:
+                key = _fold(n)
+                if key in words or (" " in key and key in phrase):
+                    return target
+        return None
 
     def kept(self, name: str) -> str | None:
         keep: dict[str, str] = self._keep  # type: ignore[attr-defined]
@@ -119,7 +146,7 @@ def _multipart_field(part: Message) -> tuple[str, str]:
         raise FormError([FieldError(name, "is not valid UTF-8")]) from e
 
 
-def map_fields(pairs: Iterable[tuple[str, Any]], fmap: FieldMap) -> MappedForm:
+def map_fields(pairs: Iterable[tuple[str, Any]], fmap: FieldMap, *, guess: bool = False) -> MappedForm:
     """Map incoming names onto lead fields; a repeated lead field is an error.
 
     Names that match no lead field are ignored (as for JSON), except ``keep_fields``, which go
@@ -138,6 +165,10 @@ def map_fields(pairs: Iterable[tuple[str, Any]], fmap: FieldMap) -> MappedForm:
             honeypot = honeypot or bool(str(value).strip())
             continue
         target = fmap.target(name)
+        if target is None and guess:
+            target = fmap.guess(name)
+            if target in seen.values():
+                target = None  # a second "name"-like question (e.g. "Nombre de la empresa")
         if target is not None:
             if lname in seen:
                 errors.append(FieldError(name, "appears more than once"))

@@ -85,7 +85,7 @@ def decode_lead_body(
 
 def _mapped(pairs: Pairs, fmap: FieldMap, *, is_form: bool) -> Decoded:
     form_name = next((v for k, v in pairs if k == FORM_NAME), None)
-    mapped = map_fields([(k, v) for k, v in pairs if k != FORM_NAME], fmap)
+    mapped = map_fields([(k, v) for k, v in pairs if k != FORM_NAME], fmap, guess=True)
     if form_name:
         meta = mapped.data.setdefault("metadata", {})
         meta["form"] = str(form_name)[:200]
