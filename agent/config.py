@@ -25,41 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from agent.config_base import Section as _Section
+from agent.config_forms import FormsConfig
 from agent.errors import ConfigError
 
 log = logging.getLogger("leadbox.config")
 
 DEFAULT_CONFIG_PATH = "config/agent.toml"
 ENV_PREFIX = "LEADBOX_"
-
-#: Default accepted names per lead field, matched case-insensitively. Spanish, Portuguese,
-#: English and the names WordPress Contact Form 7 uses out of the box.
-DEFAULT_FORM_FIELDS: dict[str, list[str]] = {
-    "name": ["name", "nombre", "nome", "your-name", "full_name", "fullname", "full-name"],
-    "email": ["email", "correo", "e-mail", "your-email", "mail", "correo_electronico"],
-    "message": ["message", "mensaje", "mensagem", "your-message", "comments", "comentarios",
-                "comment", "consulta"],
-    "phone": ["phone", "telefono", "teléfono", "telefone", "your-phone", "tel", "celular"],
-    "company": ["company", "empresa", "organization", "organisation"],
-    "subject": ["subject", "asunto", "assunto", "your-subject"],
-    "source": ["source"],
-}
-DEFAULT_KEEP_FIELDS = ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "page"]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _strict_bool(cls, v: Any, info: ValidationInfo) -> Any:
-        # pydantic would take "yes", "on" or 1 for a bool: a typo must not switch a feature on.
-        if info.field_name and cls.model_fields[info.field_name].annotation is bool and not isinstance(v, bool):
-            raise ValueError("must be true or false")
-        return v
-
 
 class HttpConfig(_Section):
     """The webhook's HTTP server (POST /leads, the read API, /healthz, /readyz, /metrics)."""
@@ -332,42 +307,6 @@ class LoggingConfig(_Section):
         "INFO", description="DEBUG | INFO | WARNING | ERROR.")
     format: Literal["auto", "json", "text"] = Field(
         "auto", description="auto (JSON unless a terminal) | json | text.")
-
-
-class FormsConfig(_Section):
-    fields: dict[str, list[str]] = Field(
-        default_factory=lambda: {k: list(v) for k, v in DEFAULT_FORM_FIELDS.items()}, description=(
-            "For each lead field, the form field names accepted for it (case-insensitive)."))
-    keep_fields: list[str] = Field(default_factory=lambda: list(DEFAULT_KEEP_FIELDS), description=(
-        "Other form fields kept in the lead's metadata; every other field is ignored."))
-    honeypot_field: str = Field("website", description=(
-        "A field the page hides and people leave empty; a post that fills it is stored as "
-        "skipped (honeypot) and never answered. Empty = off."))
-    thank_you_url: str = Field("", description=(
-        "Where a plain HTML form goes after a successful post (303); empty = the built-in /forms/thanks page."))
-    require_origin: bool = Field(False, description=(
-        "Refuse (403) any POST /leads whose Origin header is missing or not in http.cors_origins."))
-    presets: dict[str, dict[str, str]] = Field(default_factory=dict, description=(
-        "Your own form-service presets for POST /leads/NAME: lead field = dotted path in the payload."))
-
-    @field_validator("fields")
-    @classmethod
-    def _lead_fields(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        unknown = sorted(set(v) - set(DEFAULT_FORM_FIELDS))
-        if unknown:
-            raise ValueError(f"unknown lead fields {unknown}; known: {sorted(DEFAULT_FORM_FIELDS)}")
-        return {**{k: list(x) for k, x in DEFAULT_FORM_FIELDS.items()}, **v}
-
-    @field_validator("presets")
-    @classmethod
-    def _preset_fields(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        for name, paths in v.items():
-            unknown = sorted(set(paths) - set(DEFAULT_FORM_FIELDS))
-            if unknown:
-                raise ValueError(f"preset {name!r}: unknown lead fields {unknown}")
-            if "email" not in paths:
-                raise ValueError(f"preset {name!r}: needs an email path")
-        return v
 
 
 class Settings(_Section):

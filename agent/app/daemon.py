@@ -46,7 +46,7 @@ class Daemon:
         self.store: Store = make_store(config)
         self.intake = IntakeBatcher(self.store)
         self.rate_limiter = RateLimiter(s.http.rate_limit_per_minute)
-        self.field_map = FieldMap(fields=s.forms.fields, keep_fields=s.forms.keep_fields,
+        self.field_map = FieldMap(fields=s.forms.all_fields(), keep_fields=s.forms.keep_fields,
                                   honeypot=s.forms.honeypot_field)
         self.signatures = SignatureChecker(config.secrets.webhook_secret, s.http.signature_tolerance)
         self.clean_text: Callable[[str], str] | None = strip_quotes_and_signature

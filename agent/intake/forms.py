@@ -19,8 +19,8 @@ from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl
 
-from agent.config import DEFAULT_FORM_FIELDS as DEFAULT_FIELDS
-from agent.config import DEFAULT_KEEP_FIELDS
+from agent.config_forms import DEFAULT_FORM_FIELDS as DEFAULT_FIELDS
+from agent.config_forms import DEFAULT_KEEP_FIELDS
 from agent.core.validation import FieldError
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
