@@ -30,10 +30,12 @@ RUN pip install --no-deps . && rm -rf build *.egg-info
 # Config and reply templates; compose mounts ./config over this read-only.
 COPY config/ ./config/
 
-# A non-root user owning only the data directory (SQLite file, outbox .eml files).
+# A non-root user owning only the data directory (SQLite file, outbox .eml files). The outbox
+# folder exists in the image with that owner, so a volume mounted there (compose shares one
+# between replicas) starts out owned by the app user, not by root.
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home leadbox \
- && mkdir -p /app/data \
- && chown leadbox:leadbox /app/data
+ && mkdir -p /app/data/outbox \
+ && chown -R leadbox:leadbox /app/data
 USER leadbox
 VOLUME ["/app/data"]
 
@@ -42,7 +44,7 @@ EXPOSE 8000
 # /healthz only says the process answers; readiness (/readyz) is for load balancers.
 # python, because the slim image has no curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('LEADBOX_HTTP__PORT', '8000') + '/healthz', timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + (os.environ.get('LEADBOX_HTTP__PORT') or '8000') + '/healthz', timeout=4)"]
 
 # SIGTERM starts the drain (intake answers 503, in-flight work finishes or stays
 # queued); give the container more than http.shutdown_grace (10 s) to stop.

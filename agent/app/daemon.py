@@ -93,6 +93,10 @@ class Daemon:
             mirror=mirror, mirror_wait=s.sheets.flush_seconds + s.sheets.timeout, metrics=self.metrics,
         )
         self.worker = Worker(self.svc, s.worker, contended=self.intake.contended)
+        reply_state = self.svc.transport.state()
+        if reply_state.get("state") == "down":  # e.g. an outbox on a root-owned volume: say so now
+            log.error("reply transport cannot send replies; /readyz answers 503 until it can",
+                      extra={"reason": reply_state.get("reason", "")})
         if mirror is not None:
             try:
                 await mirror.start()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.core.models import OutgoingMail
+from agent.core.writable import folder_problem
 from agent.errors import TransientError
 
 
@@ -27,8 +28,11 @@ class OutboxTransport:
 
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.sent = 0
+        # Made here when possible; when it cannot be (a root-owned volume), the daemon still
+        # starts, /readyz says why replies cannot be written, and replies wait and retry.
+        self._problem: str | None = None
+        folder_problem(self.dir, create=True)
 
     def _write(self, msg: OutgoingMail) -> None:
         final = self.dir / _file_name(msg.message_id)
@@ -48,11 +52,21 @@ class OutboxTransport:
             # result, so a retry after a crash knows exactly whether the reply exists.
             await asyncio.to_thread(self._write, msg)
         except OSError as e:
-            raise TransientError(f"outbox: cannot write to {self.dir}: {e.strerror}") from None
+            self._problem = str(folder_problem(self.dir, create=True) or f"{self.dir}: {e.strerror}")
+            raise TransientError(f"outbox: cannot write the reply: {self._problem}") from None
+        self._problem = None
         self.sent += 1
 
     async def was_sent(self, message_id: str) -> bool | None:
         return (self.dir / _file_name(message_id)).exists()
 
     def state(self) -> dict[str, Any]:
-        return {"state": "ok", "transport": "outbox", "dir": str(self.dir)}
+        """``down`` while the folder cannot take files (checked on every call, writing nothing);
+        ``degraded`` when the folder looks fine but the last write failed (a full disk)."""
+        info: dict[str, Any] = {"transport": "outbox", "dir": str(self.dir)}
+        problem = folder_problem(self.dir, create=True)
+        if problem is not None:
+            return {"state": "down", "reason": str(problem), **info}
+        if self._problem is not None:
+            return {"state": "degraded", "reason": f"last write failed: {self._problem}", **info}
+        return {"state": "ok", **info}

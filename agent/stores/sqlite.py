@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent.core.models import EmailIntake, IntakeResult, Lead, LeadIn, checkpoint_steps
-from agent.errors import ConfigError
+from agent.core.writable import file_problem
+from agent.errors import ConfigError, LeadboxError
 from agent.stores.common import (
     INSERT_COLUMNS,
     UPDATE_COLUMNS,
@@ -160,6 +161,25 @@ class SqliteStore:
         return self._db
 
     def _open(self) -> None:
+        try:
+            db = self._connect()
+            self._db = db
+            self._migrate()
+        except (OSError, sqlite3.Error) as e:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            raise self._open_error(e) from None
+        if str(self.path) != ":memory:":
+            # Checkpoints (copying the WAL into the database, with an fsync) would otherwise
+            # run inside whichever commit crosses 1,000 pages and stall that intake batch.
+            # A thread of their own runs them PASSIVE (never blocking writers) instead.
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint",
+                                                  daemon=True)
+            self._checkpointer.start()
+
+    def _connect(self) -> sqlite3.Connection:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -170,16 +190,18 @@ class SqliteStore:
         # 2 s, then fail fast (the webhook answers 503, the worker retries).
         db.execute("PRAGMA busy_timeout=2000")
         db.execute("PRAGMA foreign_keys=ON")
-        self._db = db
-        self._migrate()
-        if str(self.path) != ":memory:":
-            # Checkpoints (copying the WAL into the database, with an fsync) would otherwise
-            # run inside whichever commit crosses 1,000 pages and stall that intake batch.
-            # A thread of their own runs them PASSIVE (never blocking writers) instead.
-            db.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint",
-                                                  daemon=True)
-            self._checkpointer.start()
+        return db
+
+    def _open_error(self, e: OSError | sqlite3.Error) -> LeadboxError:
+        """One line naming the file, the user id and the fix, instead of sqlite's bare
+        'unable to open database file' and a traceback (e.g. a root-owned bind mount)."""
+        where = f"cannot open the SQLite store {self.path.absolute()}"
+        problem = file_problem(self.path)
+        if problem is not None:
+            return LeadboxError(f"{where}: {problem}")
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        return LeadboxError(f"{where}: {why}; fix: point store.url at a SQLite file this process "
+                            "can write, or move the damaged file away")
 
     def _checkpoint_loop(self) -> None:
         con = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
