@@ -227,10 +227,25 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def env_file_paths(service: dict) -> list[str]:
-    files = service.get("env_file", [])
-    files = [files] if isinstance(files, str) else files
-    return [f if isinstance(f, str) else f["path"] for f in files]
+def interpolated_env(service: dict) -> dict[str, str]:
+    """The service's environment, as a mapping (compose accepts a list of NAME=value too)."""
+    env = service.get("environment") or {}
+    return env if isinstance(env, dict) else dict(e.split("=", 1) for e in env)
+
+
+def assert_env_from_dotenv(service: dict) -> None:
+    """Every variable leadbox reads comes from .env or the shell through ${VAR:-}, which Compose v2
+    and docker-compose 1.29 both understand; env_file with `required` needs Compose 2.24."""
+    assert "env_file" not in service, "env_file: [{path, required: false}] breaks docker-compose 1.29"
+    env = interpolated_env(service)
+    for name in env_example_vars():
+        if name == "DATABASE_URL" and env.get(name) == PG_URL:
+            continue  # the replicas point at the postgres service
+        assert env.get(name) == f"${{{name}:-}}", f"{name} is not passed as ${{{name}:-}}"
+
+
+def assert_build_on_host_network(service: dict) -> None:
+    assert service["build"] == {"context": ".", "network": "host"}
 
 
 def seconds(value: str) -> float:
@@ -242,10 +257,10 @@ def seconds(value: str) -> float:
 def test_compose_leadbox_service() -> None:
     doc = compose()
     svc = doc["services"]["leadbox"]
-    assert svc["build"] == "."
+    assert_build_on_host_network(svc)
     assert "profiles" not in svc  # starts with a plain `docker compose up`
-    assert ".env" in env_file_paths(svc)
-    assert "8000:8000" in svc["ports"]
+    assert_env_from_dotenv(svc)
+    assert "${LEADBOX_PORT:-8000}:8000" in svc["ports"]
     assert "leadbox-data:/app/data" in svc["volumes"]
     assert "./config:/app/config:ro" in svc["volumes"]
     assert svc["restart"] == "unless-stopped"
@@ -271,13 +286,13 @@ def test_compose_postgres_profile() -> None:
     for name, port in (("leadbox-a", 8001), ("leadbox-b", 8002)):
         svc = services[name]
         assert svc["profiles"] == ["postgres"]
-        assert svc["build"] == "."
+        assert_build_on_host_network(svc)
         assert svc["environment"]["DATABASE_URL"] == PG_URL
         assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
-        assert f"{port}:8000" in svc["ports"]
+        assert svc["ports"] == [f"${{LEADBOX_{name[-1].upper()}_PORT:-{port}}}:8000"]
         assert svc["restart"] == "unless-stopped"
         assert svc["healthcheck"]["test"]
-        assert ".env" in env_file_paths(svc)
+        assert_env_from_dotenv(svc)
 
 
 def test_compose_declares_every_named_volume() -> None:
@@ -384,3 +399,16 @@ def test_every_metric_is_documented() -> None:
         if f"`{shown}`" not in documented_text:
             missing.append(shown)
     assert not missing, f"metrics missing from docs/operations.md: {missing}"
+
+
+def test_compose_empty_values_count_as_unset(tmp_path: Path) -> None:
+    """With no .env, compose hands every ${NAME:-} variable to the container as an empty value:
+    leadbox must start on its defaults, not fail on LEADBOX_HTTP__PORT=''."""
+    from agent.config import load_config
+
+    empty = {name: "" for name in interpolated_env(compose()["services"]["leadbox"])}
+    assert "LEADBOX_HTTP__PORT" in empty and "LEADBOX_INBOX__ENABLED" in empty
+    config = load_config(str(ROOT / "config" / "agent.toml"), env=empty)
+    defaults = load_config(str(ROOT / "config" / "agent.toml"), env={})
+    assert config.settings == defaults.settings
+    assert config.store_url == defaults.store_url
