@@ -173,7 +173,7 @@ def cmd_poll_once(args: argparse.Namespace) -> int:
 def cmd_sheets(args: argparse.Namespace) -> int:
     config = _config(args)
     from agent.app.wiring import make_mirror
-    from agent.mirror.sheets import check
+    from agent.mirror.check import check
 
     if not config.settings.sheets.enabled:
         print("sheets: disabled (sheets.enabled = false)", file=sys.stderr)

@@ -214,6 +214,12 @@ class ReplyConfig(_Section):
     smtp_security: Literal["tls", "starttls"] = Field(
         "tls", description="tls (implicit, 465) | starttls (587); login EMAIL_USER / EMAIL_PASS.")
     smtp_timeout: float = Field(20.0, gt=0, description="Seconds per SMTP step.")
+    smtp_pool_size: int = Field(
+        4, ge=1, le=50, description="Authenticated SMTP sessions kept open and reused for replies "
+        "(1 = one connection).")
+    smtp_max_per_session: int = Field(
+        100, ge=1, le=10000, description="Messages sent over one SMTP session before it is closed "
+        "and a new one opened.")
     ca_file: str = Field("", description="Extra CA bundle for a private SMTP server.")
     window_hours: float = Field(
         24.0, ge=0, description="At most one auto-reply per address in this many hours.")
@@ -257,10 +263,13 @@ class InboxConfig(_Section):
     timeout: float = Field(30.0, gt=0, description="Seconds per network step.")
 
 
+# The columns a sheet row can carry (the one list: settings are checked against it and the
+# mirror writes from it): when the lead was received, and the Lead fields worth showing a person.
 SHEET_COLUMNS = (
     "received_at", "name", "email", "category", "priority", "summary", "source", "id",
-    "phone", "company", "message", "language", "state", "intake",
+    "phone", "company", "message", "subject", "language", "state", "intake",
 )
+DEFAULT_SHEET_COLUMNS = SHEET_COLUMNS[:8]
 
 
 class SheetsConfig(_Section):
@@ -276,7 +285,7 @@ class SheetsConfig(_Section):
     credentials_file: str = Field(
         "", description="Service-account JSON file (or GOOGLE_CREDENTIALS_JSON).")
     columns: list[str] = Field(
-        default_factory=lambda: list(SHEET_COLUMNS[:8]),
+        default_factory=lambda: list(DEFAULT_SHEET_COLUMNS),
         description="Columns in order; any of " + ", ".join(SHEET_COLUMNS) + ".")
     batch_size: int = Field(50, ge=1, le=10000, description="Rows per append call.")
     flush_seconds: float = Field(2.0, gt=0, description="Flush a partial batch after this long.")
@@ -289,7 +298,7 @@ class SheetsConfig(_Section):
     def _known_columns(cls, v: list[str]) -> list[str]:
         unknown = [c for c in v if c not in SHEET_COLUMNS]
         if unknown:
-            raise ValueError(f"unknown columns {unknown}; allowed: {sorted(SHEET_COLUMNS)}")
+            raise ValueError(f"unknown columns {unknown}; allowed: {list(SHEET_COLUMNS)}")
         return v
 
 

@@ -17,7 +17,10 @@ import pytest
 
 from agent.core.models import Category, Lead, Priority, State
 from agent.errors import ConfigError, PermanentError, TransientError
-from agent.mirror.sheets import DEFAULT_COLUMNS, SheetMirror, check, load_credentials
+from agent.mirror.check import check
+from agent.mirror.credentials import load_credentials
+from agent.mirror.rows import DEFAULT_COLUMNS
+from agent.mirror.sheets import SheetMirror
 from tests.fixtures.sheets_fake import *  # noqa: F403
 from tests.fixtures.sheets_fake import SheetsFake
 
@@ -152,11 +155,11 @@ async def test_fake_can_tell_user_entered_from_raw(fresh_sheets: SheetsFake, ser
     import gspread
     from google.oauth2 import service_account
 
-    from agent.mirror.sheets import _http_client_for
+    from agent.mirror.endpoint import http_client_for
 
     creds = service_account.Credentials.from_service_account_info(
         service_account_info, scopes=["https://www.googleapis.com/auth/spreadsheets"])
-    gc = gspread.Client(auth=creds, http_client=_http_client_for(fresh_sheets.endpoint))
+    gc = gspread.Client(auth=creds, http_client=http_client_for(fresh_sheets.endpoint))
     gc.set_timeout(5)
 
     def run() -> None:
@@ -332,7 +335,7 @@ async def test_start_while_down_then_mirror_opens_later(
 
 
 async def test_batch_flush_by_size(make_mirror: MirrorFactory, fresh_sheets: SheetsFake) -> None:
-    m = make_mirror(batch_size=10, flush_seconds=3600)
+    m = make_mirror(batch_size=10, flush_seconds=3600, quiet_seconds=3600)
     await m.start()
     tasks = []
     for i in range(10):  # one at a time, so the flusher is already waiting on its timer
@@ -349,6 +352,17 @@ async def test_batch_flush_by_time(make_mirror: MirrorFactory, fresh_sheets: She
     await m.mirror(make_lead(1))  # would hang (test timeout) if only size flushed
     assert fresh_sheets.calls["values_append"] == 1
     assert len(data_rows(fresh_sheets)) == 1
+
+
+async def test_a_burst_is_written_when_no_more_rows_come(make_mirror: MirrorFactory, fresh_sheets: SheetsFake) -> None:
+    # Neither full nor due: the hour-long timer never fires, the quiet period ends the batch.
+    m = make_mirror(batch_size=1000, flush_seconds=3600, quiet_seconds=0.05)
+    await m.start()
+    futures = [m.submit(make_lead(i)) for i in range(7)]  # submit returns at once
+    assert m.state()["pending"] == 7 and not any(f.done() for f in futures)
+    await asyncio.wait_for(asyncio.gather(*futures), 30)
+    assert fresh_sheets.calls["values_append"] == 1
+    assert [r[-1] for r in data_rows(fresh_sheets)] == [f"lead-{i:05d}" for i in range(7)]
 
 
 async def test_concurrent_mirror_of_same_lead_writes_one_row(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import json
+from collections import Counter
 from email import policy
 from typing import Any
 
@@ -97,3 +98,57 @@ async def test_wrong_smtp_password_is_retried_not_lost(make_daemon: Any, smtp_se
     assert "credentials" in (lead.last_error or "") and "wrong" not in (lead.last_error or "")
     assert (await c.get("/readyz")).status == 503
     assert smtp_server.messages == []
+
+
+async def post_many(c: Any, n: int, tag: str) -> list[str]:
+    ids = []
+    for i in range(n):
+        r = await c.post("/leads", json={"name": "Ana", "email": f"{tag}{i}@cliente.example",
+                                         "message": "Hola, ¿me pueden enviar un presupuesto?"})
+        assert r.status == 202, await r.text()
+        ids.append((await r.json())["id"])
+    return ids
+
+
+async def test_replies_share_one_authenticated_session(make_daemon: Any, smtp_server: Any) -> None:
+    env = {**smtp_env(smtp_server, "tls"), "LEADBOX_REPLY__SMTP_POOL_SIZE": "1"}
+    d, c = await make_daemon(env)
+    await post_many(c, 6, "pool")
+    msgs = await received(smtp_server, 6)
+    await wait_for(lambda: all_final(d, 6))
+    assert len({m["peer"] for m in msgs}) == 1  # the server saw one connection carry all six
+    assert all(m["login"] == smtp_server.username and m["tls"] for m in msgs)
+    assert sorted(m["rcpt_tos"][0] for m in msgs) == sorted(f"pool{i}@cliente.example" for i in range(6))
+
+
+async def test_a_session_carries_at_most_max_per_session_messages(make_daemon: Any, smtp_server: Any) -> None:
+    env = {**smtp_env(smtp_server, "starttls"), "LEADBOX_REPLY__SMTP_POOL_SIZE": "1",
+           "LEADBOX_REPLY__SMTP_MAX_PER_SESSION": "2"}
+    d, c = await make_daemon(env)
+    await post_many(c, 5, "cap")
+    msgs = await received(smtp_server, 5)
+    await wait_for(lambda: all_final(d, 5))
+    per_peer = Counter(m["peer"] for m in msgs)
+    assert sorted(per_peer.values()) == [1, 2, 2]
+
+
+async def test_a_dropped_pooled_session_is_replaced_and_nothing_is_sent_twice(
+    make_daemon: Any, smtp_server: Any
+) -> None:
+    env = {**smtp_env(smtp_server, "tls"), "LEADBOX_REPLY__SMTP_POOL_SIZE": "1"}
+    d, c = await make_daemon(env)
+    await post_many(c, 2, "before")
+    await received(smtp_server, 2)
+    await wait_for(lambda: all_final(d, 2))
+    smtp_server.stop()  # the server goes away: the pooled session is dead
+    smtp_server.start()
+    await post_many(c, 2, "after")
+    msgs = await received(smtp_server, 4)
+    await wait_for(lambda: all_final(d, 4))
+    counts = await d.store.counts()
+    assert counts == {"replied": 4}
+    assert sorted(m["rcpt_tos"][0] for m in msgs) == sorted(
+        [f"before{i}@cliente.example" for i in range(2)] + [f"after{i}@cliente.example" for i in range(2)])
+    assert msgs[0]["peer"] == msgs[1]["peer"] != msgs[2]["peer"]
+    await asyncio.sleep(0.5)
+    assert len(smtp_server.messages) == 4

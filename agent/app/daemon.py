@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from agent.app.metrics import Metrics
 from agent.app.wiring import make_classifier, make_mirror, make_store, make_transport
 from agent.config import Config
+from agent.core.mirror_ledger import MirrorLedger
 from agent.core.pipeline import ReplyPolicy, Services
 from agent.core.ports import Store
 from agent.core.priority import PriorityRules
@@ -90,7 +91,8 @@ class Daemon:
                 max_per_hour=s.reply.max_per_hour, include_summary=s.reply.include_summary,
                 own_addresses=self.config.own_addresses, category_labels=dict(s.labels.categories),
             ),
-            mirror=mirror, mirror_wait=s.sheets.flush_seconds + s.sheets.timeout, metrics=self.metrics,
+            mirror=mirror, mirror_ledger=MirrorLedger(self.store) if mirror is not None else None,
+            metrics=self.metrics,
         )
         self.worker = Worker(self.svc, s.worker, contended=self.intake.contended)
         reply_state = self.svc.transport.state()
@@ -126,8 +128,10 @@ class Daemon:
             self.scheduler.add_job(self.reclassify, "interval", seconds=s.classifier.reclassify_interval,
                                    id="reclassify")
         if self.svc.mirror is not None:
+            # Rows that could not be queued or written (outage, crash) are sent again by this job;
+            # its period does not follow flush_seconds up to an hour.
             self.scheduler.add_job(self.mirror_catch_up, "interval",
-                                   seconds=max(5.0, s.sheets.flush_seconds * 5), id="mirror-catch-up")
+                                   seconds=min(60.0, max(5.0, s.sheets.flush_seconds * 5)), id="mirror-catch-up")
 
     async def stop(self) -> None:
         """Stop intake, let in-flight work finish within the grace period, close everything."""
@@ -146,6 +150,11 @@ class Daemon:
             if self.svc.mirror is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.svc.mirror.close(), timeout=max(1.0, grace / 2))
+            if self.svc.mirror_ledger is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.svc.mirror_ledger.drain(), timeout=max(1.0, grace / 2))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.svc.transport.close(), timeout=max(1.0, grace / 2))
             closer = getattr(self.svc.classifier, "close", None)
             if closer is not None:
                 with contextlib.suppress(Exception):

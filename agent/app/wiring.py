@@ -46,6 +46,7 @@ def make_transport(config: Config) -> MailTransport:
             host=r.smtp_host, port=r.smtp_port, security=r.smtp_security,
             username=config.secrets.email_user, password=config.secrets.email_pass,
             ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=r.from_address,
+            pool_size=r.smtp_pool_size, max_per_session=r.smtp_max_per_session,
         )
     from agent.mail.outbox import OutboxTransport
 
@@ -57,7 +58,8 @@ def make_mirror(config: Config) -> tuple[Mirror | None, dict[str, Any]]:
     s = config.settings.sheets
     if not s.enabled:
         return None, {"state": "disabled", "reason": "sheets.enabled = false"}
-    from agent.mirror.sheets import SheetMirror, load_credentials
+    from agent.mirror.credentials import load_credentials
+    from agent.mirror.sheets import SheetMirror
 
     try:
         info = load_credentials(config.secrets.google_credentials_json or None, s.credentials_file or None)

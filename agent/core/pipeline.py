@@ -9,13 +9,14 @@ side effects. A stop ("spam, no reply") is an outcome with a reason, not an erro
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from agent.core.loop_guard import reply_block_reason
+from agent.core.mirror_ledger import MirrorLedger
 from agent.core.models import Category, Lead, State
 from agent.core.ports import Classifier, MailTransport, Mirror, Store
 from agent.core.priority import PriorityRules
@@ -52,7 +53,7 @@ class Services:
     templates: Templates
     reply: ReplyPolicy
     mirror: Mirror | None = None
-    mirror_wait: float = 10.0
+    mirror_ledger: MirrorLedger | None = None
     metrics: Any = None
 
 
@@ -96,7 +97,11 @@ class Prioritize:
 
 
 class MirrorRow:
-    """One row in the sheet. Never blocks the pipeline: a failed mirror is caught up by a job."""
+    """Queue the lead's row and move on: the reply never waits for the sheet.
+
+    The row's outcome is recorded when the mirror confirms it (``MirrorLedger``); a lead whose
+    row could not be queued or written stays ``pending`` and is caught up by a job.
+    """
 
     name = "mirror"
     applies_to = State.SAVED
@@ -106,15 +111,19 @@ class MirrorRow:
         if svc.mirror is None:
             lead.mirror_status = "disabled"
             return
+        lead.mirror_status = "pending"
         try:
-            await asyncio.wait_for(svc.mirror.mirror(lead), svc.mirror_wait)
-            lead.mirror_status = "done"
-        except (TransientError, TimeoutError) as e:
-            lead.mirror_status = "pending"
-            log.info("mirror deferred", extra={"lead_id": lead.id, "reason": str(e) or "timeout"})
+            confirmed = svc.mirror.submit(lead)
+        except TransientError as e:
+            log.info("mirror deferred", extra={"lead_id": lead.id, "reason": str(e)})
+            return
         except PermanentError as e:
             lead.mirror_status = "error"
             log.warning("mirror refused", extra={"lead_id": lead.id, "reason": str(e)})
+            return
+        if svc.mirror_ledger is None:
+            svc.mirror_ledger = MirrorLedger(svc.store)
+        confirmed.add_done_callback(functools.partial(svc.mirror_ledger.note, lead))
 
 
 def reply_skip_reason(lead: Lead, policy: ReplyPolicy) -> str | None:

@@ -6,6 +6,7 @@ systems, never aiohttp, imapclient, openai, gspread or smtplib.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -35,11 +36,17 @@ class Mirror(Protocol):
 
     async def start(self) -> None: ...
 
-    async def mirror(self, lead: Lead) -> None:
-        """Return once the lead's row is durably in the sheet (idempotent per lead id).
+    def submit(self, lead: Lead) -> asyncio.Future[None]:
+        """Queue the lead's row and return at once (idempotent per lead id).
 
-        Raise TransientError (retry later) or PermanentError (permission, not found).
+        The future settles when the row is durably in the sheet, or fails with TransientError
+        (retry later) or PermanentError (permission, not found). Raises TransientError at once
+        when the mirror is not taking rows now (outage cooldown, shutdown).
         """
+        ...
+
+    async def mirror(self, lead: Lead) -> None:
+        """``submit`` and wait for the outcome (the catch-up job)."""
         ...
 
     async def known_emails(self) -> set[str]:
@@ -74,6 +81,10 @@ class MailTransport(Protocol):
         ...
 
     def state(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None:
+        """Release connections kept between replies (at shutdown)."""
+        ...
 
 
 class Store(Protocol):

@@ -60,6 +60,9 @@ class OutboxTransport:
     async def was_sent(self, message_id: str) -> bool | None:
         return (self.dir / _file_name(message_id)).exists()
 
+    async def close(self) -> None:
+        """Nothing held open between replies."""
+
     def state(self) -> dict[str, Any]:
         """``down`` while the folder cannot take files (checked on every call, writing nothing);
         ``degraded`` when the folder looks fine but the last write failed (a full disk)."""

@@ -2,19 +2,45 @@
 
 aiosmtplib keeps the event loop free. Certificate checks are always on; a custom
 CA file can be given for private servers.
+
+Sessions are pooled: up to ``pool_size`` authenticated connections, each carrying up to
+``max_per_session`` messages before a polite QUIT, so a reply costs MAIL, RCPT and DATA, not a
+TLS handshake and AUTH. Any error closes the session it happened on (the next reply opens a
+fresh one). A reused session the server has dropped meanwhile fails at MAIL FROM, before
+anything about the message was sent or recorded, and that one message is tried again once on a
+new connection. The exactly-once rules are per message and unchanged: ``before_commit`` right
+before DATA, ``after_commit`` right after DATA's 250, and no answer to DATA is
+``DeliveryUncertain``, never a retry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiosmtplib
 
 from agent.core.models import OutgoingMail
 from agent.errors import DeliveryUncertain, PermanentError, TransientError
+
+# A pooled session unused for this long is closed rather than reused (servers drop idle
+# connections after a minute or a few; reusing one only to see it fail costs a round trip).
+IDLE_SECONDS = 30.0
+
+
+@dataclass
+class _Session:
+    smtp: aiosmtplib.SMTP
+    sent: int = 0
+    last_used: float = 0.0
+
+
+class _Stale(Exception):
+    """A reused session failed at MAIL FROM: nothing was sent, try a fresh connection."""
 
 
 class SmtpTransport:
@@ -23,6 +49,7 @@ class SmtpTransport:
     def __init__(
         self, *, host: str, port: int, security: str, username: str, password: str,
         ca_file: str = "", timeout: float = 20.0, from_address: str = "",
+        pool_size: int = 4, max_per_session: int = 100,
     ) -> None:
         self.host, self.port, self.security = host, port, security
         self._username, self._password = username, password
@@ -30,41 +57,94 @@ class SmtpTransport:
         self.from_address = from_address or username
         self._tls = ssl.create_default_context(cafile=ca_file or None)
         self._state: dict[str, Any] = {"state": "unknown"}
+        self.pool_size = max(1, pool_size)
+        self.max_per_session = max(1, max_per_session)
+        self._slots = asyncio.Semaphore(self.pool_size)
+        self._idle: list[_Session] = []
+        self.sessions_opened = 0  # connections opened and authenticated (for tests and the bench)
 
-    async def _deliver(
-        self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None,
-        after_commit: Callable[[], Awaitable[None]] | None,
-    ) -> None:
-        rcpts = [msg.to_addr]
-        data = msg.data
+    async def _connect(self) -> _Session:
         smtp = aiosmtplib.SMTP(
             hostname=self.host, port=self.port, use_tls=self.security == "tls",
             start_tls=self.security == "starttls", tls_context=self._tls, timeout=self.timeout)
         await smtp.connect()
         try:
             await smtp.login(self._username, self._password)
+        except BaseException:
+            smtp.close()
+            raise
+        self.sessions_opened += 1
+        return _Session(smtp)
+
+    def _take_idle(self) -> _Session | None:
+        now = time.monotonic()
+        while self._idle:
+            session = self._idle.pop()  # the most recently used: the least likely to be dropped
+            if session.smtp.is_connected and now - session.last_used < IDLE_SECONDS:
+                return session
+            session.smtp.close()
+        return None
+
+    async def _release(self, session: _Session) -> None:
+        session.sent += 1
+        session.last_used = time.monotonic()
+        if session.sent < self.max_per_session:
+            self._idle.append(session)
+        else:
+            await _quit(session.smtp)
+
+    async def _transaction(
+        self, session: _Session, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None,
+        after_commit: Callable[[], Awaitable[None]] | None, reused: bool,
+    ) -> None:
+        smtp = session.smtp
+        try:
             await smtp.mail(self.from_address)
-            for rcpt in rcpts:
-                await smtp.rcpt(rcpt)
-            if before_commit is not None:
-                await before_commit()  # everything up to here is safe to repeat
+        except aiosmtplib.SMTPResponseException as e:
+            if reused and e.code == 421:  # "closing connection": the server ended the session
+                raise _Stale() from e
+            raise
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
+            if reused:
+                raise _Stale() from e
+            raise
+        await smtp.rcpt(msg.to_addr)
+        if before_commit is not None:
+            await before_commit()  # everything up to here is safe to repeat
+        try:
+            await smtp.data(msg.data)
+        except aiosmtplib.SMTPResponseException:
+            raise  # the server answered with a code: a definite refusal, safe to retry
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
+            # The message went out but its answer did not come back: it may be delivered.
+            raise DeliveryUncertain(
+                f"smtp: no answer after DATA ({type(e).__name__}); not resent to avoid a duplicate") from None
+        if after_commit is not None:
+            await after_commit()  # recorded before anything else: the unknown window ends here
+
+    async def _deliver(
+        self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None,
+        after_commit: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        async with self._slots:
+            session = self._take_idle()
+            reused = session is not None
+            if session is None:
+                session = await self._connect()
             try:
-                await smtp.data(data)
-            except aiosmtplib.SMTPResponseException:
-                raise  # the server answered with a code: a definite refusal, safe to retry
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
-                # The message went out but its answer did not come back: it may be delivered.
-                raise DeliveryUncertain(
-                    f"smtp: no answer after DATA ({type(e).__name__}); not resent to avoid a duplicate") from None
-            if after_commit is not None:
-                await after_commit()  # recorded before QUIT: the unknown window ends here
-        finally:
-            # QUIT is a courtesy: once DATA was accepted, a failing QUIT must not turn
-            # into a retry (that would send the reply twice).
-            try:
-                await smtp.quit()
-            except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                smtp.close()
+                try:
+                    await self._transaction(session, msg, before_commit, after_commit, reused)
+                except _Stale:
+                    session.smtp.close()
+                    session = await self._connect()
+                    await self._transaction(session, msg, before_commit, after_commit, False)
+            except BaseException:
+                # Whatever happened (refusal, no answer, a failing ledger write), this session
+                # is in an unknown SMTP state: close it. Once DATA was accepted nothing here
+                # turns into a retry; the caller decides from the exception alone.
+                session.smtp.close()
+                raise
+            await self._release(session)
 
     async def send(
         self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None,
@@ -96,3 +176,16 @@ class SmtpTransport:
 
     def state(self) -> dict[str, Any]:
         return {**self._state, "transport": "smtp", "host": f"{self.host}:{self.port}"}
+
+    async def close(self) -> None:
+        """QUIT the pooled sessions (at shutdown)."""
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(_quit(s.smtp) for s in idle))
+
+
+async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    """QUIT is a courtesy: once DATA was accepted, a failing QUIT must not turn into a retry."""
+    try:
+        await smtp.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        smtp.close()
