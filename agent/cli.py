@@ -201,6 +201,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return asyncio.run(backfill(config, args.since))
 
 
+def cmd_form_snippet(args: argparse.Namespace) -> int:
+    from agent.intake.snippet import render
+
+    print(render(_config(args), args.origin))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="leadbox", description="Every inbound contact becomes a triaged, answered lead.")
     p.add_argument("--config", help="config file (default config/agent.toml or $LEADBOX_CONFIG)")
@@ -241,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("poll-once", cmd_poll_once, "poll the inbox once and exit")
     sp = add("sheets", cmd_sheets, "Google Sheets tools")
     sp.add_argument("action", choices=["check"])
+    sp = add("form-snippet", cmd_form_snippet, "print a contact form (HTML and fetch()) to paste into a website")
+    sp.add_argument("--origin", help="your website's origin, e.g. https://www.example.com (checked against "
+                    "http.cors_origins)")
     sp = add("backfill", cmd_backfill, "process older inbox mail")
     sp.add_argument("--since", required=True, help="date, YYYY-MM-DD")
     return p

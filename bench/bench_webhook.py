@@ -1,6 +1,7 @@
 """Webhook intake and end-to-end benchmark; figures go to bench/README.md.
 
-    .venv/bin/python bench/bench_webhook.py intake      # req/s, p50/p99 at 32 connections, vs bare aiohttp
+    .venv/bin/python bench/bench_webhook.py intake      # req/s, p50/p99 at 32 connections, vs bare aiohttp,
+                                                        # then form-encoded posts against the same daemon
     .venv/bin/python bench/bench_webhook.py e2e -n 100000              # burst, then drain
     .venv/bin/python bench/bench_webhook.py e2e -n 30000 --rate 1100   # steady offered load
 
@@ -54,10 +55,10 @@ def start_daemon(tmp: Path, port: int, extra: dict[str, str] | None = None) -> s
     return p
 
 
-def wrk(port: int, seconds: int, conns: int, tag: str) -> dict[str, float]:
+def wrk(port: int, seconds: int, conns: int, tag: str, body: str = "json") -> dict[str, float]:
     out = subprocess.run(
         ["wrk", f"-t{THREADS}", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(ROOT / "bench/unique_leads.lua"),
-         f"http://127.0.0.1:{port}/leads", "--", tag], capture_output=True, text=True, check=True).stdout
+         f"http://127.0.0.1:{port}/leads", "--", tag, body], capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("JSON "))
     d = json.loads(line[5:])
     return {"rps": d["requests"] / (d["duration_us"] / 1e6), "p50_ms": d["p50_us"] / 1000,
@@ -84,10 +85,13 @@ def intake(args: argparse.Namespace) -> None:
     daemon = start_daemon(tmp, port)
     wrk(port, 2, args.connections, "warm")
     ours = wrk(port, args.seconds, args.connections, "ours")
+    # The same daemon, a plain HTML form's body (urlencoded, Spanish field names): forms share the path.
+    form = wrk(port, args.seconds, args.connections, "form", body="form")
     daemon.terminate()
     daemon.wait()
     result = {"connections": args.connections, "seconds": args.seconds, "bare": ceiling, "leadbox": ours,
-              "ratio": ours["rps"] / ceiling["rps"]}
+              "ratio": ours["rps"] / ceiling["rps"], "leadbox_form": form,
+              "form_to_json": form["rps"] / ours["rps"]}
     print(json.dumps(result, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)
 

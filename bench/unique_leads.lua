@@ -11,10 +11,17 @@ end
 
 function init(args)
   prefix = (args[1] or "run") .. "-" .. tostring(thread_no)
+  form = args[2] == "form"  -- a plain HTML form's body (urlencoded, Spanish field names)
 end
 
 request = function()
   counter = counter + 1
+  if form then
+    local body = 'nombre=Bench+' .. counter .. '&correo=b' .. counter .. '-' .. prefix ..
+      '%40bench.example&mensaje=Hola%2C+quiero+un+presupuesto+para+una+tienda+online%2C+gracias.'
+    return wrk.format("POST", "/leads", {["Content-Type"] = "application/x-www-form-urlencoded",
+                                         ["Accept"] = "application/json"}, body)
+  end
   local body = '{"name":"Bench ' .. counter .. '","email":"b' .. counter .. '-' .. prefix ..
     '@bench.example","message":"Hola, quiero un presupuesto para una tienda online, gracias."}'
   return wrk.format("POST", "/leads", {["Content-Type"] = "application/json"}, body)

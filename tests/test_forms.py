@@ -317,3 +317,9 @@ async def test_unknown_content_type_names_what_is_accepted(make_daemon: Any) -> 
     r = await c.post("/leads", data="x", headers={"Content-Type": "text/plain"})
     assert r.status == 415
     assert "x-www-form-urlencoded" in (await r.json())["errors"][0]["message"]
+
+
+async def test_require_origin_leaves_preset_routes_to_servers(make_daemon: Any) -> None:
+    _, c = await make_daemon({"LEADBOX_HTTP__CORS_ORIGINS": json.dumps([ORIGIN]),
+                              "LEADBOX_FORMS__REQUIRE_ORIGIN": "true"})
+    assert (await c.post("/leads/webflow", json=WEBFLOW)).status == 202  # a service posts with no Origin

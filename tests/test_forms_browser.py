@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -225,3 +227,34 @@ def test_a_bot_fills_the_honeypot_then_the_person_posts(
     found = leads_for(daemon, "laura@example.es")
     assert sorted((x["state"], x["skip_reason"] or "") for x in found) == [("replied", ""), ("skipped", "honeypot")]
     assert replies_to(daemon, "laura@example.es") == 1
+
+
+def snippet(daemon: DaemonProcess, origin: str) -> str:
+    env = {**daemon.env, "LEADBOX_HTTP__PUBLIC_URL": daemon.url}
+    out = subprocess.run([sys.executable, "-m", "agent.cli", "form-snippet", "--origin", origin],
+                         env=env, cwd=daemon.tmp, capture_output=True, text=True, timeout=30, check=True)
+    assert f"{origin} is listed" in out.stdout
+    return out.stdout
+
+
+def test_the_printed_snippet_works_in_the_browser(
+        daemon: DaemonProcess, site: tuple[Pages, Pages], page: Any) -> None:
+    code = snippet(daemon, site[0].origin)
+    plain = code.split("<!-- The same form sent with fetch()")[0]
+    site[0].pages["/snippet-plain"] = f"<!doctype html><meta charset=utf-8><body>{plain}</body>"
+    site[0].pages["/snippet-fetch"] = f"<!doctype html><meta charset=utf-8><body>{code}</body>"
+    page.goto(f"{site[0].origin}/snippet-plain")
+    for name, value in (("name", "Pablo Snippet"), ("email", "pablo@example.es"), ("message", "Hola, ¿precio?")):
+        page.fill(f"[name={name}]", value)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert page.text_content("h1") == "¡Gracias!"
+    page.goto(f"{site[0].origin}/snippet-fetch")
+    for name, value in (("name", "Rosa Fetch"), ("email", "rosa@example.es"), ("message", "¿Abrís los sábados?")):
+        page.fill(f"[name={name}]", value)
+    page.click("button[type=submit]")
+    page.wait_for_function("document.body.textContent.includes('¡Gracias!')")
+    assert page.url == f"{site[0].origin}/snippet-fetch"  # fetch() kept the visitor on the page
+    for email in ("pablo@example.es", "rosa@example.es"):
+        (lead,) = leads_for(daemon, email)
+        assert lead["state"] == "replied"

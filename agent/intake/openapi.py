@@ -27,8 +27,12 @@ OPENAPI: dict[str, Any] = {
         "/leads": {
             "post": {
                 "summary": "Submit a lead (web form or integration)",
+                "description": "JSON, or a plain HTML form. A form post whose Accept prefers HTML gets a "
+                               "303 to the thank-you page, or an HTML page with the same status as below.",
                 "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/LeadIn"}}}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/LeadIn"}},
+                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                    "multipart/form-data": {"schema": {"type": "object"}}}},
                 "responses": {
                     "202": _resp("Stored; it will be classified and answered",
                                  {"$ref": "#/components/schemas/Accepted"}),
@@ -38,12 +42,16 @@ OPENAPI: dict[str, Any] = {
                     "400": _resp("Body could not be read (broken framing or Content-Encoding)", _ERR),
                     "408": _resp("Body not received in time", _ERR),
                     "413": _resp("Body over the size limit (64 KiB)", _ERR),
-                    "415": _resp("Not JSON (Content-Type or body)", _ERR),
+                    "303": _resp("A browser form post: see Location (the thank-you page)"),
+                    "403": _resp("forms.require_origin and no listed Origin", _ERR),
+                    "415": _resp("Not JSON or a form (Content-Type or body)", _ERR),
                     "422": _resp("Invalid fields", _ERR),
                     "429": _resp("Rate limited; see Retry-After", _ERR),
                     "503": _resp("Shutting down or storage unavailable; see Retry-After", _ERR),
                 },
             },
+            "options": {"summary": "CORS preflight", "responses": {"204": _resp("Allowed origin"),
+                                                                   "403": _resp("Origin not listed", _ERR)}},
             "get": {
                 "summary": "A page of leads (admin)",
                 "parameters": [
@@ -54,7 +62,23 @@ OPENAPI: dict[str, Any] = {
                               "422": _resp("Bad filter", _ERR), **_ADMIN},
             },
         },
+        "/forms/thanks": {
+            "get": {"summary": "The built-in thank-you page (HTML)", "responses": {"200": _resp("HTML page")}},
+        },
         "/leads/{id}": {
+            "post": {
+                "summary": "Submit a form service's own webhook payload: the path segment is a preset name "
+                           "(tally, typeform, webflow, or one of [forms.presets])",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "202": _resp("Stored", {"$ref": "#/components/schemas/Accepted"}),
+                    "200": _resp("Known email", {"$ref": "#/components/schemas/Accepted"}),
+                    "404": _resp("No such preset", _ERR),
+                    "422": _resp("Not that service's payload, or invalid fields", _ERR),
+                },
+            },
+            "options": {"summary": "CORS preflight", "responses": {"204": _resp("Allowed origin"),
+                                                                   "403": _resp("Origin not listed", _ERR)}},
             "get": {
                 "summary": "One lead with its state, classification, reply status and interactions (admin)",
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],

@@ -160,7 +160,7 @@ async def _post_lead(request: web.Request, d: WebhookHost,
         d.metrics.http_request("post_lead", 429)
         return _refuse(request, html, 429, [FieldError("client", "too many requests")],
                        {"Retry-After": str(max(1, int(wait + 0.999))), **headers})
-    if forms.require_origin and origin is None:
+    if forms.require_origin and origin is None and preset is None:
         return _refuse(request, html, 403, [FieldError("Origin", "missing or not in http.cors_origins")], headers)
     cl = request.content_length
     if cl is not None and cl > s.max_body_bytes:
