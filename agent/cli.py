@@ -7,11 +7,13 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
 from agent import envfile
 from agent.config import Config, effective, load_config
+from agent.core.models import Category, Priority, State
 from agent.errors import ConfigError, LeadboxError
 
 log = logging.getLogger("leadbox.cli")
@@ -105,42 +107,9 @@ def _classifier_named(config: Config, name: str) -> Any:
 
 def cmd_leads(args: argparse.Namespace) -> int:
     config = _config(args)
-    from agent.app.wiring import make_store
-    from agent.intake.webhook import lead_json
+    from agent.app.lead_commands import leads_command
 
-    async def go() -> int:
-        store = make_store(config)
-        await store.open()
-        try:
-            labels = config.settings.labels
-            if args.action == "show":
-                lead = await store.get(args.id)
-                if lead is None:
-                    print(f"no lead {args.id}", file=sys.stderr)
-                    return 1
-                print(json.dumps(lead_json(lead, labels), ensure_ascii=False, indent=2))
-            elif args.action == "retry":
-                if not args.failed and not args.id:
-                    print("give a lead id or --failed", file=sys.stderr)
-                    return 2
-                n = await store.retry(args.id, all_failed=args.failed)
-                print(f"{n} lead(s) queued again")
-            else:
-                leads, nxt = await store.list(state=args.status, category=args.category,
-                                              priority=args.priority, limit=args.limit)
-                if args.json:
-                    print(json.dumps([lead_json(x, labels) for x in leads], ensure_ascii=False, indent=2))
-                else:
-                    for x in leads:
-                        print(f"{x.id}  {x.state.value:<10} {(x.category or '-'):<8} {(x.priority or '-'):<6} "
-                              f"{x.email:<32} {(x.summary or '')[:60]}")
-                    if nxt:
-                        print(f"(more: --cursor {nxt})", file=sys.stderr)
-            return 0
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
+    return asyncio.run(leads_command(config, args))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -213,8 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="config file (default config/agent.toml or $LEADBOX_CONFIG)")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help)
+    def add(name: str, fn: Any, help: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help, epilog=epilog,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.add_argument("--config", help="config file (default config/agent.toml or $LEADBOX_CONFIG)",
                         default=argparse.SUPPRESS)
         sp.set_defaults(fn=fn)
@@ -229,25 +199,38 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("classify", cmd_classify, "classify one message and print the decision")
     sp.add_argument("text", help="the message ('-' reads stdin)")
     sp.add_argument("--email", default="", help="sender address (for domain priority rules)")
-    sp.add_argument("--classifier", choices=["local", "openai"])
-    sp = add("leads", cmd_leads, "list, show or retry leads")
-    sp.add_argument("action", nargs="?", choices=["list", "show", "retry"], default="list")
-    sp.add_argument("id", nargs="?")
+    sp.add_argument("--classifier", choices=["local", "openai"],
+                    help="the classifier to use (default: classifier.backend)")
+    sp = add("leads", cmd_leads, "list, show or retry leads",
+             epilog="examples:\n  leadbox leads list --status failed --priority high\n"
+                    "  leadbox leads show ID\n  leadbox leads retry --failed")
+    sp.add_argument("action", nargs="?", choices=["list", "show", "retry"], default="list",
+                    help="list (default): newest first, a page at a time; show ID: one lead as JSON; "
+                         "retry ID|--failed: queue failed leads again")
+    sp.add_argument("id", nargs="?", help="the lead id (show, retry)")
     sp.add_argument("--failed", action="store_true", help="with retry: every failed lead")
-    sp.add_argument("--status")
-    sp.add_argument("--category")
-    sp.add_argument("--priority")
-    sp.add_argument("--limit", type=int, default=50)
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--status", metavar="STATE",
+                    help=f"with list: only leads in this state ({', '.join(s.value for s in State)})")
+    sp.add_argument("--category",
+                    help=f"with list: only this category ({', '.join(c.value for c in Category)}, "
+                         "or its label from labels.categories)")
+    sp.add_argument("--priority",
+                    help=f"with list: only this priority ({', '.join(p.value for p in Priority)}, "
+                         "or its label from labels.priorities, e.g. Alta)")
+    sp.add_argument("--limit", type=int, default=50, help="with list: leads per page, 1-500 (default 50)")
+    sp.add_argument("--cursor", help="with list: the next page (the command printed after a full page says it)")
+    sp.add_argument("--json", action="store_true",
+                    help='with list: print {"leads": [...], "next_cursor": ...} as JSON, as the API does')
     sp = add("eval", cmd_eval, "measure a classifier on labeled JSON Lines")
-    sp.add_argument("file")
-    sp.add_argument("--classifier", choices=["local", "openai"])
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("file", help="JSON Lines: one object per line with 'message' and 'category'")
+    sp.add_argument("--classifier", choices=["local", "openai"],
+                    help="the classifier to measure (default: classifier.backend)")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     sp = add("parse-email", cmd_parse_email, "show the lead an .eml file would become")
-    sp.add_argument("file")
+    sp.add_argument("file", help="an RFC 5322 message (.eml)")
     add("poll-once", cmd_poll_once, "poll the inbox once and exit")
     sp = add("sheets", cmd_sheets, "Google Sheets tools")
-    sp.add_argument("action", choices=["check"])
+    sp.add_argument("action", choices=["check"], help="check: verify access and print the title, worksheet and header")
     sp = add("form-snippet", cmd_form_snippet, "print a contact form (HTML and fetch()) to paste into a website")
     sp.add_argument("--origin", help="your website's origin, e.g. https://www.example.com (checked against "
                     "http.cors_origins)")
@@ -257,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every outcome is an exit code and at most one line on stderr: never a traceback."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, so a closed pipe is seen now and not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `leadbox leads show ID | head`: the reader went away. Stop quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + int(signal.SIGPIPE)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         envfile.load(os.environ)
@@ -275,6 +271,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
+    except Exception as e:  # a bug or an unforeseen environment: one line, the traceback in DEBUG logs
+        from agent.app.logs import redact, secret_values_from_env
+
+        log.debug("unexpected error", exc_info=True)
+        reason = redact(f"{type(e).__name__}: {e}", secret_values_from_env(os.environ))
+        print(f"leadbox: unexpected error: {reason} (LEADBOX_LOGGING__LEVEL=DEBUG shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

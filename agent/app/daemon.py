@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from agent.app.listen import bind_listeners
 from agent.app.metrics import Metrics
 from agent.app.wiring import make_classifier, make_mirror, make_store, make_transport
 from agent.config import Config
@@ -33,6 +34,7 @@ from agent.errors import LeadboxError
 from agent.intake.access import RateLimiter, SignatureChecker
 from agent.intake.batching import IntakeBatcher
 from agent.intake.forms import FieldMap
+from agent.intake.http_errors import JsonErrorSite
 from agent.intake.webhook import DAEMON, add_routes
 
 log = logging.getLogger("leadbox.daemon")
@@ -260,16 +262,22 @@ async def serve(config: Config, ready: Callable[[int], None] | None = None) -> i
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    http = config.settings.http
+    socks = bind_listeners(http.host, http.port)  # first: a busy port stops us before the store is touched
     daemon = Daemon(config)
-    await daemon.start()
+    try:
+        await daemon.start()
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
     # keepalive_timeout also bounds a connection that never completes its request headers
     # (aiohttp has no header-read timeout): slow-loris clients are cut off after read_timeout.
-    runner = web.AppRunner(daemon.make_app(), handle_signals=False, access_log=None,
-                           keepalive_timeout=config.settings.http.read_timeout)
+    handler_kwargs: dict[str, Any] = {"access_log": None, "keepalive_timeout": http.read_timeout}
+    runner = web.AppRunner(daemon.make_app(), handle_signals=False, **handler_kwargs)
     await runner.setup()
-    http = config.settings.http
-    site = web.TCPSite(runner, http.host, http.port, backlog=1024)
-    await site.start()
+    for sock in socks:  # JsonErrorSite: aiohttp's own errors (unparseable requests) answer JSON too
+        await JsonErrorSite(runner, sock, backlog=1024, handler_kwargs=handler_kwargs).start()
     port = runner.addresses[0][1] if runner.addresses else http.port
     log.info("leadbox running", extra={"event": "started", "reason": f"http://{http.host}:{port}",
                                         "intake": "webhook" + (" + inbox" if daemon.inbox else "")})

@@ -49,8 +49,19 @@ async def _one_shot(config: Config, since: date | None) -> tuple[int, PollSummar
     return code, summary, time.monotonic() - t0
 
 
+def _inbox_disabled(config: Config, command: str) -> bool:
+    """True (and says so) when the inbox is off: a one-shot pass would poll a mailbox nobody set up."""
+    if config.settings.inbox.enabled:
+        return False
+    print(f"leadbox {command}: the inbox is not enabled: set inbox.enabled = true (or "
+          "LEADBOX_INBOX__ENABLED=true) with inbox.host, EMAIL_USER and EMAIL_PASS", file=sys.stderr)
+    return True
+
+
 async def poll_once(config: Config) -> int:
     """``leadbox poll-once``: one poll, the summary as JSON on stdout."""
+    if _inbox_disabled(config, "poll-once"):
+        return 1
     code, summary, _ = await _one_shot(config, None)
     if summary is not None:
         print(json.dumps(summary.as_json()))
@@ -64,6 +75,8 @@ async def backfill(config: Config, since: str) -> int:
     except ValueError:
         print(f"backfill: --since: expected YYYY-MM-DD, got {since!r}", file=sys.stderr)
         return 2
+    if _inbox_disabled(config, "backfill"):
+        return 1
     code, summary, elapsed = await _one_shot(config, day)
     if summary is not None:
         out = summary.as_json()

@@ -89,7 +89,8 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Put a failed lead back in the queue (admin)",
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"202": _resp("Queued"), "409": _resp("Not a failed lead", _ERR), **_ADMIN},
+                "responses": {"202": _resp("Queued"), "404": _resp("No such lead", _ERR),
+                              "409": _resp("Not a failed lead", _ERR), **_ADMIN},
             },
         },
         "/inbox/poll": {

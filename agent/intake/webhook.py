@@ -30,6 +30,7 @@ from agent.intake import lead_body, presets
 from agent.intake.access import RateLimiter, SignatureChecker, bearer_ok
 from agent.intake.batching import IntakeBatcher
 from agent.intake.forms import FieldMap
+from agent.intake.http_errors import ERROR_PAGE, add_catch_all
 from agent.intake.openapi import OPENAPI
 
 log = logging.getLogger("leadbox.http")
@@ -316,9 +317,12 @@ async def retry_lead(request: web.Request) -> web.Response:
     if (denied := require_admin(request)) is not None:
         return denied
     d = request.app[DAEMON]
-    n = await d.store.retry(request.match_info["id"])
-    if not n:
-        return _error(409, "id", "no failed lead with this id")
+    lead_id = request.match_info["id"]
+    if not await d.store.retry(lead_id):
+        lead = await d.store.get(lead_id)
+        if lead is None:
+            return _error(404, "id", "no lead with this id")
+        return _error(409, "id", f"the lead is {lead.state.value!r}, not 'failed': only failed leads can be retried")
     d.worker.kick()
     return web.json_response({"id": request.match_info["id"], "status": "queued"}, status=202)
 
@@ -370,3 +374,14 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", guarded(readyz))
     app.router.add_get("/metrics", guarded(metrics))
     app.router.add_get("/openapi.json", guarded(openapi))
+    add_catch_all(app)  # last: JSON 404/405 for everything else
+    app[ERROR_PAGE] = _form_error_page
+
+
+def _form_error_page(request: web.Request, status: int, errors: list[FieldError],
+                     headers: dict[str, str]) -> web.StreamResponse | None:
+    """A browser's form post to a wrong address or with a wrong method gets an HTML page, as
+    ``POST /leads`` answers one; every other client gets JSON."""
+    if cors.wants_html(request, request.content_type in (lead_body.URLENCODED, lead_body.MULTIPART)):
+        return cors.html_failure(request, status, errors, headers)
+    return None
