@@ -28,7 +28,7 @@ COMMAND = [str(LEADBOX)] if LEADBOX.exists() else [sys.executable, "-m", "agent.
 def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
     """Only what the command needs: a developer's LEADBOX_* or DATABASE_URL must not leak in."""
     keep = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "SYSTEMROOT") if k in os.environ}
-    return {**keep, **base_env(tmp), "LEADBOX_LOGGING__FORMAT": "json", **extra}
+    return {**keep, **base_env(tmp), "LEADBOX_LOGGING__FORMAT": "json", "LEADBOX_DOTENV": "0", **extra}
 
 
 def leadbox(tmp: Path, *args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.CompletedProcess[str]:
