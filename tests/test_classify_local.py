@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.classifiers import local as classify_local
 from agent.classifiers.evaluation import evaluate, load_jsonl
-from agent.classifiers.local import LocalClassifier, detect_language, summarize
+from agent.classifiers.language import detect_language
+from agent.classifiers.local import LocalClassifier
+from agent.classifiers.model import SHIPPED_MODEL, ModelError, load_model
+from agent.classifiers.text import summarize
 from agent.core.models import Category
 
 DEV = Path(__file__).parent / "data" / "leads-dev.jsonl"
@@ -38,21 +40,32 @@ def test_held_out_set_targets() -> None:
 
 
 def test_shipped_model_is_loaded_and_compact() -> None:
-    assert classify_local.MODEL_PATH.exists()
-    assert classify_local.MODEL_PATH.stat().st_size < 400_000
-    assert classify_local._MODEL is not None
+    assert SHIPPED_MODEL.exists()
+    assert SHIPPED_MODEL.stat().st_size < 400_000
+    assert clf.model_path == SHIPPED_MODEL
     verdict = clf.explain("Could you send me a quote for a booking app?")
     assert set(verdict.probabilities) == {"sales", "support", "info", "spam"}
     assert abs(sum(verdict.probabilities.values()) - 1.0) < 0.01
 
 
-def test_missing_model_falls_back_to_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert classify_local.load_model(tmp_path / "absent.json") is None
-    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
-    assert classify_local.load_model(tmp_path / "bad.json") is None
-    monkeypatch.setattr(classify_local, "_MODEL", None)
-    result = LocalClassifier().classify_sync("Quiero cancelar la suscripción, no funciona el panel.")
-    assert result.category is Category.SUPPORT
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "cannot read"),
+        ("{not json", "not valid JSON"),
+        ('{"classes": ["sales"]}', "not a leadbox model"),
+        ("[1, 2]", "not a leadbox model"),
+    ],
+)
+def test_unusable_model_is_a_clear_error(tmp_path: Path, content: str | None, reason: str) -> None:
+    path = tmp_path / "model.json"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(ModelError, match=reason) as info:
+        load_model(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(ModelError):
+        LocalClassifier(model_path=path)
 
 
 def test_language_detection_on_dev_set() -> None:

@@ -44,7 +44,9 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.classifiers.breaker import BreakerState, CircuitBreaker
-from agent.classifiers.local import LocalClassifier, clip, detect_language, summarize
+from agent.classifiers.language import detect_language
+from agent.classifiers.local import LocalClassifier
+from agent.classifiers.text import clip, summarize
 from agent.core.models import Category, Classification
 from agent.core.ports import Classifier
 

@@ -1,0 +1,154 @@
+"""The learned layer of the local classifier: features, weights, the spam guard, loading.
+
+A multinomial logistic regression (trained by ``training``) over sparse binary features of one
+message: its words (unigrams, bigrams, stems), the rule entries that fired, the structural flags,
+plus the four rule scores as numbers. The tables stay the backbone; the model learns how far to
+trust each of them and the vocabulary they miss.
+
+Loading is explicit: a model file that is missing or unreadable raises :class:`ModelError` with the
+path and the reason. Nothing falls back silently to a weaker classifier.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from agent.classifiers.signals import Evidence
+from agent.core.models import Category
+from agent.errors import LeadboxError
+
+CLASSES: tuple[Category, ...] = (Category.SALES, Category.SUPPORT, Category.INFO, Category.SPAM)
+#: The model shipped in the package (used when ``classifier.model_path`` does not exist).
+SHIPPED_MODEL = Path(__file__).resolve().parent / "data" / "local_model.json"
+#: Rule scores enter the model scaled and capped, so one loud table cannot dominate.
+RULE_SCALE = 4.0
+RULE_CAP = 3.0
+STEM_LEN = 5
+
+
+def model_features(evidence: Evidence) -> list[str]:
+    """The sparse binary features of one message (shared by training and inference)."""
+    tokens = evidence.tokens
+    feats: set[str] = set()
+    add = feats.add
+    prev = "^"
+    for tok in tokens:
+        if tok.isdigit():
+            tok = "#"
+        add("u:" + tok)
+        add("b:" + prev + " " + tok)
+        if len(tok) > STEM_LEN + 1:
+            add("p:" + tok[:STEM_LEN])
+        prev = tok
+    if tokens:
+        add("b:" + prev + " $")
+    for key in evidence.fired:
+        add("r:" + key)
+    for flag in evidence.flags:
+        add("s:" + flag)
+    n = len(tokens)
+    add("len:" + ("0" if n == 0 else "1-4" if n <= 4 else "5-12" if n <= 12 else "13-40" if n <= 40 else "41+"))
+    return sorted(feats)
+
+
+def rule_inputs(evidence: Evidence) -> list[float]:
+    """The four rule scores as numeric model inputs (scaled, capped)."""
+    return [min(RULE_CAP, evidence.scores[c] / RULE_SCALE) for c in CLASSES]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalModel:
+    """Weights of the learned layer and the spam guard's thresholds."""
+
+    bias: tuple[float, ...]
+    weights: dict[str, tuple[float, ...]]
+    rule_weights: tuple[tuple[float, ...], ...]  # one row per rule score, one column per class
+    spam_min_prob: float
+    spam_margin: float
+    spam_min_rule: float
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LocalModel:
+        if tuple(data["classes"]) != tuple(str(c) for c in CLASSES):
+            raise ValueError("model classes do not match")
+        return cls(
+            bias=tuple(float(x) for x in data["bias"]),
+            weights={k: tuple(float(x) for x in v) for k, v in data["weights"].items()},
+            rule_weights=tuple(tuple(float(x) for x in row) for row in data["rule_weights"]),
+            spam_min_prob=float(data["spam_guard"]["min_prob"]),
+            spam_margin=float(data["spam_guard"]["margin"]),
+            spam_min_rule=float(data["spam_guard"]["min_rule_score"]),
+        )
+
+    def logits(self, evidence: Evidence) -> list[float]:
+        z0, z1, z2, z3 = self.bias
+        weights = self.weights
+        for feat in model_features(evidence):
+            w = weights.get(feat)
+            if w is not None:
+                z0 += w[0]
+                z1 += w[1]
+                z2 += w[2]
+                z3 += w[3]
+        for value, row in zip(rule_inputs(evidence), self.rule_weights, strict=True):
+            if value:
+                z0 += value * row[0]
+                z1 += value * row[1]
+                z2 += value * row[2]
+                z3 += value * row[3]
+        return [z0, z1, z2, z3]
+
+    def probabilities(self, evidence: Evidence) -> list[float]:
+        return softmax(self.logits(evidence))
+
+    def decide(self, probs: list[float], scores: dict[Category, float]) -> tuple[Category, float]:
+        """Spam only when the model is sure, clearly ahead, and the rules saw spam signals;
+        otherwise the most probable of sales/support/info."""
+        p_spam = probs[3]
+        best_other = max(probs[:3])
+        if (
+            p_spam >= self.spam_min_prob
+            and p_spam - best_other >= self.spam_margin
+            and scores[Category.SPAM] >= self.spam_min_rule
+        ):
+            return Category.SPAM, round(min(0.99, p_spam), 3)
+        index = max(range(3), key=lambda i: (probs[i], -i))
+        total = sum(probs[:3]) or 1.0
+        return CLASSES[index], round(min(0.99, max(0.3, probs[index] / total)), 3)
+
+
+def softmax(z: list[float]) -> list[float]:
+    top = max(z)
+    exps = [math.exp(v - top) for v in z]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+class ModelError(LeadboxError):
+    """A classifier model file cannot be used: the message names the file and the reason."""
+
+
+def load_model(path: Path | str = SHIPPED_MODEL) -> LocalModel:
+    """Read a model file; raise :class:`ModelError` (path and reason) when it cannot be used."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise ModelError(f"cannot read classifier model {path}: {exc.strerror or exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"classifier model {path} is not valid JSON: {exc}") from None
+    try:
+        return LocalModel.from_json(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"classifier model {path} is not a leadbox model: {exc!r}") from None
+
+
+@lru_cache(maxsize=4)
+def cached_model(path: str) -> LocalModel:
+    """One loaded copy per file for the process (the daemon builds several classifiers)."""
+    return load_model(path)
