@@ -19,6 +19,8 @@ DEV = Path(__file__).parent / "data" / "leads-dev.jsonl"
 # Written before the learned layer was tuned and never trained on (see
 # bench/train_local_classifier.py): the honest out-of-sample figure.
 HOLDOUT = Path(__file__).parent / "data" / "classifier" / "holdout.jsonl"
+# Written apart from all training data, never trained on (tests/data/classifier/README.md).
+INDEPENDENT = Path(__file__).parent / "data" / "classifier" / "independent.jsonl"
 clf = LocalClassifier()
 
 
@@ -83,11 +85,36 @@ def test_language_detection_on_dev_set() -> None:
         ("The dashboard is not loading for our team", "en"),
         ("Olá, vocês têm escritório em Lisboa?", "pt"),
         ("Não consigo acessar minha conta desde ontem", "pt"),
+        # Short messages: no stopword or a tie, decided by the trigram models.
+        ("Help, login broken", "en"),
+        ("Thanks", "en"),
+        ("Preciso com urgência", "pt"),
+        ("Sistema fora do ar", "pt"),
+        ("Web caída", "es"),
+        ("No puedo acceder", "es"),
+        ("Good morning", "en"),
+        ("Obrigada", "pt"),
     ],
 )
 def test_language_detection(text: str, lang: str) -> None:
     assert detect_language(text) == lang
     assert clf.classify_sync(text).language == lang
+
+
+def test_undecidable_text_gets_the_default_language() -> None:
+    for default in ("es", "en", "pt"):
+        assert detect_language("asdf qwerty zxcvb", default=default) == default
+        assert detect_language("12345 !!!", default=default) == default
+        assert detect_language("", default=default) == default
+
+
+def test_language_on_the_independent_set() -> None:
+    rows = load_jsonl(str(INDEPENDENT)).rows
+    right = sum(detect_language(r.message) == r.language for r in rows)
+    assert right / len(rows) >= 0.97
+    short = [r for r in rows if len(r.message.split()) <= 5]
+    assert len(short) >= 30
+    assert sum(detect_language(r.message) == r.language for r in short) / len(short) >= 0.85
 
 
 # Borderline rules of the spec, written fresh (not copied from the dev set).

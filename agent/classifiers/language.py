@@ -1,12 +1,26 @@
 """Which of Spanish, English and Portuguese a message is written in (the reply's language).
 
-Why stopwords first: they are frequent in any message, however short, and do not depend on the
-topic. Ties go to ``default`` (the deployment's usual language), which is where an undecidable
-message most likely comes from.
+Two stages, cheapest first:
+
+1. Stopwords: words frequent in any message, however short, that only one of the three
+   languages writes ("the", "gracias", "obrigado"), plus letters only one writes (ñ, ã). When
+   they point at one language, that is the answer (most messages stop here, in microseconds).
+2. Otherwise (no stopword, or a tie: "Help, login broken", "Sistema fora do ar") the character
+   trigram models of ``lingua-language-detector`` decide, built for es/en/pt only in its
+   low-accuracy mode (about 14 MB and 0.1-0.4 s to build, against ~100 MB and seconds for all
+   n-gram orders; measured in bench/results_classifier.md). Stopword hits are added to its
+   confidences as a small prior.
+
+A message with no stopword whose words are mostly gibberish ("asdf qwerty") gets ``default``, the
+deployment's usual language, which is where an undecidable message most likely comes from.
 """
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
+from agent.classifiers.signals import is_gibberish
 from agent.classifiers.text import WORD_RE, fold
 
 #: Stopwords that tell the languages apart (shared words such as "de", "que", "a"
@@ -19,19 +33,22 @@ _STOPWORDS: dict[str, frozenset[str]] = {
         tanto esa estos mucho quienes nada muchos cual poco ella estar estas algunas algo
         nosotros hola buenas buenos dias gracias tienen quiero necesito ustedes os vosotros
         su sus pueden puede hacen estoy estamos somos soy hace ayer nuestro nuestra usted
-        mas tengo queremos podrian saludos""".split()
+        mas tengo queremos podrian saludos tardes noches perdon disculpen disculpe ayuda
+        vale adios muchas favor ahora""".split()
     ),
     "en": frozenset(
         """the and to of in is it you that for on with this are be at have i we your our my
         not can do does what how please hi hello thanks would could will from there they
         an or but if was were has had been just any some about when where who which their
-        its me us them dont cant im hey dear team can't need want""".split()
+        its us them dont cant im hey dear team can't need want thank thanks morning
+        afternoon evening good great sorry cheers help again keeps got get""".split()
     ),
     "pt": frozenset(
-        """o os um uma em com nao do da dos das no na nos nas ao pelo pela isso voce voces
+        """o os um uma em com nao do da dos das na nos nas ao pelo pela isso voce voces
         tem sao meu minha seu sua obrigado obrigada ola bom dia gostaria gostariamos
         fizeram podem vou quero queremos tambem ja so ate depois sem mesmo aos esse essa
-        ele ela eles elas mais muito estou estamos onde fica""".split()
+        ele ela eles elas mais muito estou estamos onde fica boa tarde noite oi valeu
+        desculpe desculpem ajuda socorro fora tchau voce obrigadao""".split()
     ),
 }
 
@@ -42,26 +59,68 @@ for _lang, _words in _STOPWORDS.items():
 
 #: Characters only one of the three languages writes.
 _LANG_CHARS = {"es": "ñ¿¡", "pt": "ãõçê"}
+LANGUAGES = ("es", "en", "pt")
+#: Weight of one stopword hit when added to lingua's confidences (which sum to 1).
+_PRIOR = 0.1
+
+_lock = threading.Lock()
+_detector: Any = None
+
+
+def statistical_detector() -> Any:
+    """The lingua detector for es/en/pt, built once per process (thread-safe)."""
+    global _detector
+    if _detector is None:
+        with _lock:
+            if _detector is None:
+                from lingua import Language, LanguageDetectorBuilder
+
+                _detector = (
+                    LanguageDetectorBuilder.from_languages(
+                        Language.SPANISH, Language.ENGLISH, Language.PORTUGUESE
+                    )
+                    .with_low_accuracy_mode()
+                    .with_preloaded_language_models()
+                    .build()
+                )
+    return _detector
+
+
+_ISO = {"SPANISH": "es", "ENGLISH": "en", "PORTUGUESE": "pt"}
+
 
 def detect_language(text: str, default: str = "es") -> str:
-    """es, en or pt by counting language-specific stopwords (and letters like ñ or ã)."""
+    """es, en or pt (see the module docstring); ``default`` when nothing tells."""
     return detect_from_tokens(text, WORD_RE.findall(fold(text)), default)
 
 
 def detect_from_tokens(text: str, tokens: list[str], default: str) -> str:
     """:func:`detect_language` when the folded word tokens are already at hand."""
-    scores = dict.fromkeys(_STOPWORDS, 0.0)
+    scores = dict.fromkeys(LANGUAGES, 0.0)
     for tok in tokens:
         for lang in _STOPWORD_LANGS.get(tok, ()):
             scores[lang] += 1.0
+    lowered = text.lower()
     for lang, chars in _LANG_CHARS.items():
         for c in chars:
-            if c in text:
-                scores[lang] += 2.0 * text.lower().count(c)
+            if c in lowered:
+                scores[lang] += 2.0 * lowered.count(c)
     best = max(scores.values())
-    if best <= 0:
-        return default
     winners = [lang for lang, s in scores.items() if s == best]
-    if len(winners) == 1:
+    if best > 0 and len(winners) == 1:
         return winners[0]
-    return default if default in winners else winners[0]
+    words = [t for t in tokens if not t.isdigit()]
+    if not words or (best == 0 and _mostly_gibberish(words)):
+        return default
+    combined = dict(scores)
+    for value in statistical_detector().compute_language_confidence_values(text):
+        lang = _ISO.get(value.language.name)
+        if lang is not None:
+            combined[lang] = value.value + _PRIOR * scores[lang]
+    top = max(combined.values())
+    ranked = [lang for lang in LANGUAGES if combined[lang] == top]
+    return default if default in ranked else ranked[0]
+
+
+def _mostly_gibberish(words: list[str]) -> bool:
+    return sum(1 for w in words if is_gibberish(w)) * 2 >= len(words)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,22 @@ SHIPPED_MODEL = Path(__file__).resolve().parent / "data" / "local_model.json"
 RULE_SCALE = 4.0
 RULE_CAP = 3.0
 STEM_LEN = 5
+#: Character n-gram sizes of the default model (the model file says which it was trained with).
+CHAR_NGRAMS: tuple[int, int] | None = (3, 5)
 
 
-def model_features(evidence: Evidence) -> list[str]:
-    """The sparse binary features of one message (shared by training and inference)."""
+def model_features(evidence: Evidence, char_ngrams: tuple[int, int] | None = CHAR_NGRAMS) -> list[str]:
+    """The sparse binary features of one message (shared by training and inference).
+
+    Words (unigrams, bigrams, stems), the rule entries that fired, structural flags, the length
+    band and, with ``char_ngrams=(lo, hi)``, the character n-grams of every word padded with
+    spaces: they survive misspellings ("cotisacion", "presupesto") and unseen word forms.
+    """
     tokens = evidence.tokens
     feats: set[str] = set()
     add = feats.add
     prev = "^"
+    lo, hi = char_ngrams if char_ngrams else (0, -1)
     for tok in tokens:
         if tok.isdigit():
             tok = "#"
@@ -45,6 +53,12 @@ def model_features(evidence: Evidence) -> list[str]:
         if len(tok) > STEM_LEN + 1:
             add("p:" + tok[:STEM_LEN])
         prev = tok
+        if hi > 0 and len(tok) < 40:
+            padded = " " + tok + " "
+            size = len(padded)
+            for n in range(lo, hi + 1):
+                for i in range(size - n + 1):
+                    add("c:" + padded[i : i + n])
     if tokens:
         add("b:" + prev + " $")
     for key in evidence.fired:
@@ -53,7 +67,7 @@ def model_features(evidence: Evidence) -> list[str]:
         add("s:" + flag)
     n = len(tokens)
     add("len:" + ("0" if n == 0 else "1-4" if n <= 4 else "5-12" if n <= 12 else "13-40" if n <= 40 else "41+"))
-    return sorted(feats)
+    return list(feats)
 
 
 def rule_inputs(evidence: Evidence) -> list[float]:
@@ -63,7 +77,7 @@ def rule_inputs(evidence: Evidence) -> list[float]:
 
 @dataclass(frozen=True, slots=True)
 class LocalModel:
-    """Weights of the learned layer and the spam guard's thresholds."""
+    """Weights of the learned layer, the feature settings it was trained with, the spam guard."""
 
     bias: tuple[float, ...]
     weights: dict[str, tuple[float, ...]]
@@ -71,30 +85,65 @@ class LocalModel:
     spam_min_prob: float
     spam_margin: float
     spam_min_rule: float
+    char_ngrams: tuple[int, int] | None = None
+    #: Scale each message's binary features by 1/sqrt(count), so long messages do not shout.
+    normalize: bool = False
+    info: dict[str, Any] = field(default_factory=dict)  # how it was trained (rows, figures)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LocalModel:
         if tuple(data["classes"]) != tuple(str(c) for c in CLASSES):
             raise ValueError("model classes do not match")
+        ngrams = data.get("char_ngrams")
+        if ngrams is not None:
+            lo, hi = int(ngrams[0]), int(ngrams[1])
+            if not 1 <= lo <= hi <= 8:
+                raise ValueError(f"char_ngrams out of range: {ngrams}")
+        weights = {str(k): tuple(float(x) for x in v) for k, v in data["weights"].items()}
+        if any(len(v) != len(CLASSES) for v in weights.values()):
+            raise ValueError("every weight row needs one value per class")
         return cls(
             bias=tuple(float(x) for x in data["bias"]),
-            weights={k: tuple(float(x) for x in v) for k, v in data["weights"].items()},
+            weights=weights,
             rule_weights=tuple(tuple(float(x) for x in row) for row in data["rule_weights"]),
             spam_min_prob=float(data["spam_guard"]["min_prob"]),
             spam_margin=float(data["spam_guard"]["margin"]),
             spam_min_rule=float(data["spam_guard"]["min_rule_score"]),
+            char_ngrams=(lo, hi) if ngrams is not None else None,
+            normalize=bool(data.get("normalize", False)),
+            info=dict(data.get("info") or {}),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": 2,
+            "classes": [str(c) for c in CLASSES],
+            "bias": [round(x, 4) for x in self.bias],
+            "rule_weights": [[round(x, 4) for x in row] for row in self.rule_weights],
+            "spam_guard": {
+                "min_prob": self.spam_min_prob, "margin": self.spam_margin,
+                "min_rule_score": self.spam_min_rule,
+            },
+            "char_ngrams": list(self.char_ngrams) if self.char_ngrams else None,
+            "normalize": self.normalize,
+            "info": self.info,
+            "weights": {k: [round(x, 3) for x in v] for k, v in sorted(self.weights.items())},
+        }
+
     def logits(self, evidence: Evidence) -> list[float]:
-        z0, z1, z2, z3 = self.bias
+        z0 = z1 = z2 = z3 = 0.0
         weights = self.weights
-        for feat in model_features(evidence):
+        feats = model_features(evidence, self.char_ngrams)
+        for feat in feats:
             w = weights.get(feat)
             if w is not None:
                 z0 += w[0]
                 z1 += w[1]
                 z2 += w[2]
                 z3 += w[3]
+        scale = 1.0 / math.sqrt(len(feats)) if self.normalize and feats else 1.0
+        b0, b1, b2, b3 = self.bias
+        z0, z1, z2, z3 = b0 + z0 * scale, b1 + z1 * scale, b2 + z2 * scale, b3 + z3 * scale
         for value, row in zip(rule_inputs(evidence), self.rule_weights, strict=True):
             if value:
                 z0 += value * row[0]
@@ -107,8 +156,8 @@ class LocalModel:
         return softmax(self.logits(evidence))
 
     def decide(self, probs: list[float], scores: dict[Category, float]) -> tuple[Category, float]:
-        """Spam only when the model is sure, clearly ahead, and the rules saw spam signals;
-        otherwise the most probable of sales/support/info."""
+        """Spam only when the model is sure, clearly ahead, and the rules saw enough spam
+        evidence; otherwise the most probable of sales/support/info."""
         p_spam = probs[3]
         best_other = max(probs[:3])
         if (
