@@ -176,10 +176,14 @@ class PriorityConfig(_Section):
         description="Category -> priority (high | medium | low).")
     urgent_words: list[str] = Field(
         default_factory=lambda: [
-            "urgent", "urgente", "asap", "emergency", "emergencia", "emergência",
-            "immediately", "inmediato", "imediatamente", "caído", "caida", "fora do ar",
+            "urgen*", "asap", "emergenc*", "immediately", "inmediat*", "imediat*",
+            "as soon as possible", "right away", "lo antes posible", "cuanto antes",
+            "lo más rápido posible", "o quanto antes", "o mais rápido possível",
+            "caído", "caida", "fora do ar",
         ],
-        description="Any of these words raises a lead one level (never a spam lead).")
+        description="Any of these raises a lead one level (never a spam lead). Matched without "
+        "case or accents; 'stem*' matches word forms (urgen*: urgent, urgente, urgentemente, "
+        "urgência); several words match as a phrase.")
     domains: dict[str, PriorityName] = Field(
         default_factory=dict,
         description='Sender domain -> priority, e.g. { "bigclient.com" = "high" } '

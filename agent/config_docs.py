@@ -68,9 +68,14 @@ def _assignment(key: str, value: Any) -> list[str]:
     line = f"{key} = {toml_value(value)}"
     if len(line) <= WIDTH or not isinstance(value, list):
         return [line]
-    # A long array: one item per wrapped line (TOML allows newlines inside arrays).
-    body = textwrap.wrap(", ".join(toml_value(x) for x in value) + ",", WIDTH - 4,
-                         break_long_words=False, break_on_hyphens=False)
+    # A long array over several lines (TOML allows newlines inside arrays), broken between
+    # items only: a string holding spaces ("lo antes posible") must never be split.
+    body: list[str] = []
+    for item in (toml_value(x) + "," for x in value):
+        if body and len(body[-1]) + 1 + len(item) <= WIDTH - 4:
+            body[-1] += " " + item
+        else:
+            body.append(item)
     return [f"{key} = ["] + ["    " + b for b in body] + ["]"]
 
 

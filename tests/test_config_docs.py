@@ -59,3 +59,14 @@ def test_toml_values_round_trip() -> None:
 
     value = {"a": [1, 2.5, True, "x\"y"], "b": {"k": "Información", "with space": {}}}
     assert tomllib.loads(f"v = {toml_value(value)}")["v"] == value
+
+
+def test_long_arrays_wrap_between_items_only() -> None:
+    import tomllib
+
+    from agent.config_docs import _assignment
+
+    value = [f"phrase number {i} with spaces" for i in range(12)]
+    lines = _assignment("words", value)
+    assert len(lines) > 3 and all(len(line) <= 100 for line in lines)
+    assert tomllib.loads("\n".join(lines))["words"] == value

@@ -68,8 +68,13 @@ async def test_urgent_words_and_domain_rules(make_daemon: Any) -> None:
     urgent = await post(c, name="Leo", email="leo@shop.example",
                         message="URGENTE: necesitamos un presupuesto para una tienda online esta semana")
     vip = await post(c, name="Ann", email="ann@sub.vip.example", message="Could you tell me your office hours?")
-    await wait_for(lambda: all_final(d, 2))
+    pt = await post(c, name="Rui", email="rui@loja.example",
+                    message="Queremos um orçamento para um aplicativo de entregas, preciso com urgência")
+    await wait_for(lambda: all_final(d, 3))
     u, v = await d.store.get(urgent["id"]), await d.store.get(vip["id"])
+    p = await d.store.get(pt["id"])
+    assert p is not None and p.priority is not None and p.priority.value == "high"
+    assert p.priority_rule == "category:sales+urgent:urgencia"
     assert u is not None and u.priority is not None and u.priority.value == "high"
     assert u.priority_rule is not None and "urgent:urgente" in u.priority_rule
     assert v is not None and v.priority_rule == "domain:vip.example" and v.priority is not None

@@ -114,9 +114,9 @@ def detect_from_tokens(text: str, tokens: list[str], default: str) -> str:
         return default
     combined = dict(scores)
     for value in statistical_detector().compute_language_confidence_values(text):
-        lang = _ISO.get(value.language.name)
-        if lang is not None:
-            combined[lang] = value.value + _PRIOR * scores[lang]
+        iso = _ISO.get(value.language.name)
+        if iso is not None:
+            combined[iso] = value.value + _PRIOR * scores[iso]
     top = max(combined.values())
     ranked = [lang for lang in LANGUAGES if combined[lang] == top]
     return default if default in ranked else ranked[0]

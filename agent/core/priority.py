@@ -22,15 +22,34 @@ def _fold(s: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", s.lower()) if not unicodedata.combining(c))
 
 
+def urgency_pattern(urgent_words: Sequence[str]) -> re.Pattern[str] | None:
+    """One regex for the configured urgency words, matched on accent-folded, lower-case text.
+
+    ``word`` matches that whole word, ``stem*`` any word starting with the stem (``urgen*``:
+    urgent, urgente, urgentemente, urgência, urgency), and several words a phrase whatever the
+    spacing (``lo antes posible``). Punctuation around them does not matter ("ASAP!").
+    """
+    parts: set[str] = set()
+    for raw in urgent_words:
+        word = _fold(raw).strip()
+        stem = word.endswith("*")
+        words = word.rstrip("*").split()
+        if not words:
+            continue
+        body = r"\s+".join(re.escape(w) for w in words)
+        parts.add(body + (r"\w*" if stem else r"(?!\w)"))
+    if not parts:
+        return None
+    ordered = sorted(parts, key=len, reverse=True)
+    return re.compile(r"(?<!\w)(" + "|".join(ordered) + ")")
+
+
 class PriorityRules:
     """category -> priority, then a sender-domain rule, then urgency words raise one level."""
 
     def __init__(self, by_category: Mapping[str, str], urgent_words: Sequence[str], domains: Mapping[str, str]) -> None:
         self.by_category = {k: Priority(v) for k, v in by_category.items()}
-        words = sorted({_fold(w).strip() for w in urgent_words if w.strip()}, key=len, reverse=True)
-        self._urgent = (
-            re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)") if words else None
-        )
+        self._urgent = urgency_pattern(urgent_words)
         self.domains = {d.lower().lstrip("@").strip("."): Priority(p) for d, p in domains.items()}
 
     def decide(self, category: Category, email: str, text: str) -> PriorityDecision:
@@ -48,5 +67,5 @@ class PriorityRules:
             if m:
                 idx = min(_ORDER.index(base) + 1, len(_ORDER) - 1)
                 if _ORDER[idx] is not base:
-                    return PriorityDecision(_ORDER[idx], f"{rule}+urgent:{m.group(1)}")
+                    return PriorityDecision(_ORDER[idx], f"{rule}+urgent:{' '.join(m.group(1).split())}")
         return PriorityDecision(base, rule)
