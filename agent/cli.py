@@ -129,7 +129,8 @@ def cmd_parse_email(args: argparse.Namespace) -> int:
     config = _config(args)
     own = config.own_addresses
     return main_parse_email(args.file, own_addresses=own,
-                            own_domains=frozenset({config.message_id_domain}))
+                            own_domains=frozenset({config.message_id_domain}),
+                            form_senders=frozenset(config.settings.inbox.form_senders))
 
 
 def cmd_poll_once(args: argparse.Namespace) -> int:

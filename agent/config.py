@@ -265,6 +265,22 @@ class InboxConfig(_Section):
     max_message_bytes: int = Field(
         10_000_000, ge=1024, description="Larger mails are recorded and skipped, never downloaded.")
     timeout: float = Field(30.0, gt=0, description="Seconds per network step.")
+    form_senders: list[str] = Field(default_factory=list, description=(
+        "Senders whose mail is always a website form notification (the visitor becomes the lead), "
+        'for formats detection misses: addresses ("wordpress@mysite.com") or domains ("@shopify.com").'))
+
+    @field_validator("form_senders")
+    @classmethod
+    def _sender_patterns(cls, v: list[str]) -> list[str]:
+        out = []
+        for entry in v:
+            item = entry.strip().lower()
+            local, at, domain = item.rpartition("@")
+            if (not item or any(ch.isspace() for ch in item) or "." not in domain
+                    or domain.startswith(".") or domain.endswith(".") or (at and "@" in local)):
+                raise ValueError(f"{entry!r} is not an address (name@site.com) or a domain (@site.com)")
+            out.append(item if local else f"@{domain}")
+        return out
 
 
 # The columns a sheet row can carry (the one list: settings are checked against it and the

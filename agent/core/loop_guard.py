@@ -306,6 +306,7 @@ def inbound_skip_reason(
     own_addresses: Iterable[str] = (),
     own_domains: Iterable[str] = (),
     headers: HeaderView | None = None,
+    notification: bool = False,
 ) -> str | None:
     """Why an inbound mail must not become a lead, or None when it may.
 
@@ -313,13 +314,19 @@ def inbound_skip_reason(
     address is compared with our own: a web form that sends from our mailbox
     with the visitor in Reply-To is a real lead. ``headers`` lets a caller that
     already holds a HeaderView of ``msg`` share it.
+
+    ``notification``: the mail is a recognised website form notification and
+    ``sender`` is the visitor. A website on our own domain sends these, so the
+    own-Message-ID check and the no-reply check of the From header are off; the
+    header checks (bulk, list, automatic, bounce) and the checks of the
+    visitor's address stay.
     """
     own = _normalized(own_addresses)
     domains = frozenset(d.strip().lower().lstrip("@").rstrip(".") for d in own_domains if d)
     if sender and sender.strip().lower() in own:
         return "own-address"
     view = headers if headers is not None else HeaderView(msg)
-    message_id = view.get("message-id")
+    message_id = None if notification else view.get("message-id")
     if message_id and domains:
         _, mid_domain = _addr_parts(message_id)
         if mid_domain in domains:
@@ -333,7 +340,7 @@ def inbound_skip_reason(
     reason = _header_reason(get)
     if reason is not None:
         return reason
-    from_header = view.get("from") or ""
+    from_header = "" if notification else view.get("from") or ""
     for address in (sender, from_header):
         if address and _sender_reason(_bare_address(address)):
             return _sender_reason(_bare_address(address))

@@ -181,7 +181,10 @@ def compose_reply(
         summary=summary, lead_id=lead.id,
     )
     subject = tpl.subject
-    if lead.intake == "email" and lead.subject:
+    # A lead from a website form notification is answered as a new message: the visitor
+    # never saw the notification, so neither its subject nor its Message-ID belongs here.
+    threaded = lead.intake == "email" and "form" not in (lead.metadata or {})
+    if threaded and lead.subject:
         original = one_line(lead.subject, 150)
         subject = original if original.lower().startswith("re:") else f"Re: {original}"
     to_addr = _ascii_address(lead.email)
@@ -196,7 +199,7 @@ def compose_reply(
         ("X-Auto-Response-Suppress", "All"),
         ("X-Leadbox-Lead", lead.id),
     ]
-    if lead.intake == "email" and lead.message_id and _MSG_ID.match(lead.message_id.strip()):
+    if threaded and lead.message_id and _MSG_ID.match(lead.message_id.strip()):
         parent = lead.message_id.strip()
         refs = [r for r in (lead.references or "").split() if _MSG_ID.match(r)][-20:]
         headers.append(("In-Reply-To", parent))

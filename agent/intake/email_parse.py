@@ -40,6 +40,8 @@ from typing import Any
 from agent.core.loop_guard import HeaderView, collect_auto_headers, inbound_skip_reason
 from agent.core.models import LeadIn
 from agent.core.text import html_to_text, normalize_text, strip_quotes_and_signature
+from agent.intake.addresses import is_valid_email
+from agent.intake.form_mail import NO_MESSAGE, FormNotification, read_notification
 
 __all__ = [
     "ParsedEmail",
@@ -75,6 +77,11 @@ class ParsedEmail:
     skip_reason: str | None = None  # None: this mail should become a lead
     quarantine: bool = False  # True: keep the raw mail aside for a human
     auto_headers: dict[str, str] = field(default_factory=dict)
+    # A website form notification (form_mail): the visitor's other fields, and the form.
+    phone: str | None = None
+    company: str | None = None
+    form: dict[str, str] | None = None  # sender, subject, tool, name, page_url, site_url
+    form_fields: dict[str, str] = field(default_factory=dict)
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -146,24 +153,6 @@ class _Message(EmailMessage):
 
 
 # ------------------------------------------------------------------ addresses
-
-
-def is_valid_email(address: str) -> bool:
-    """A deliberately simple check: one '@', a local part, a dotted domain, no spaces.
-
-    Internationalized (IDN) domains and UTF-8 local parts are allowed; strict
-    RFC 5322 validation rejects real senders more often than it helps.
-    """
-    if not address or len(address) > 254 or address.count("@") != 1:
-        return False
-    if any(ch.isspace() or not ch.isprintable() for ch in address):  # controls, surrogates
-        return False
-    local, domain = address.split("@")
-    if not local or "." not in domain or domain.startswith(".") or domain.endswith("."):
-        return False
-    if ".." in domain or any(ch in domain for ch in '<>()[],;:"\\'):
-        return False
-    return not any(ch in local for ch in '<>(),;:\\"[]')
 
 
 def _decode_words(value: str) -> str:
@@ -353,7 +342,8 @@ def _walk_leaves(msg: Message) -> list[Message]:
     return leaves
 
 
-def _body_and_attachments(msg: Message) -> tuple[str, list[dict[str, Any]]]:
+def _body_and_attachments(msg: Message) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """The body text, the attachments, and the HTML parts as they came (for form tables)."""
     plain: list[str] = []
     html: list[str] = []
     attachments: list[dict[str, Any]] = []
@@ -380,7 +370,7 @@ def _body_and_attachments(msg: Message) -> tuple[str, list[dict[str, Any]]]:
         body = "\n\n".join(t.strip("\n") for t in plain if t.strip())
     else:
         body = "\n\n".join(html_to_text(h) for h in html if h.strip())
-    return normalize_text(body).strip(), attachments
+    return normalize_text(body).strip(), attachments, html
 
 
 # ----------------------------------------------------------------------- main
@@ -396,10 +386,15 @@ def parse_email(
     own_addresses: frozenset[str] = frozenset(),
     own_domains: frozenset[str] = frozenset(),
     max_bytes: int = 10_000_000,
+    form_senders: frozenset[str] = frozenset(),
 ) -> ParsedEmail:
-    """Parse ``raw`` into a ``ParsedEmail``. Never raises, for any input."""
+    """Parse ``raw`` into a ``ParsedEmail``. Never raises, for any input.
+
+    ``form_senders``: addresses (``a@site.com``) and domains (``@site.com``) whose
+    mail is always a website form notification (``inbox.form_senders``).
+    """
     try:
-        return _parse(raw, own_addresses, own_domains, max_bytes)
+        return _parse(raw, own_addresses, own_domains, max_bytes, form_senders)
     except RecursionError:
         return _unparseable("structure nested too deeply")
     except Exception as exc:  # noqa: BLE001 - the inbox loop must never die on a mail
@@ -411,6 +406,7 @@ def _parse(
     own_addresses: frozenset[str],
     own_domains: frozenset[str],
     max_bytes: int,
+    form_senders: frozenset[str] = frozenset(),
 ) -> ParsedEmail:
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogateescape")
@@ -427,7 +423,8 @@ def _parse(
         msg = BytesParser(_Message, policy=_POLICY).parsebytes(raw)
 
     headers = HeaderView(msg)
-    sender_name, sender = _pick_sender(msg, headers)
+    from_pairs, reply_to = _sender_pairs(msg, headers)
+    sender_name, sender = _pick_sender(from_pairs, reply_to)
     subject = _header(headers, "subject") or ""
     known: dict[str, Any] = {
         "name": sender_name,
@@ -444,12 +441,18 @@ def _parse(
             skip_reason=f"too-large: {len(raw)} bytes (limit {max_bytes})",
             quarantine=True,
         )
+    body, attachments, html = ("", [], []) if not sender and not msg.keys() else _body_and_attachments(msg)
+    if body or html:
+        form = read_notification(
+            from_pairs=from_pairs, reply_to=reply_to, subject=subject, header=headers.get, body=body,
+            html_parts=html, own_addresses=own_addresses, own_domains=own_domains, form_senders=form_senders,
+        )
+        if form is not None:
+            return _form_parsed(msg, headers, form, known, attachments, own_addresses, own_domains)
     if not sender:
         if not msg.keys() and not msg.defects:
             return _unparseable("no headers", **known)
         return _unparseable("no valid sender address (From/Reply-To)", **known)
-
-    body, attachments = _body_and_attachments(msg)
     message = f"{subject}\n\n{body}" if subject and body else (subject or body)
     cleaned_body = strip_quotes_and_signature(body) if body else ""
     clean_text = (
@@ -469,11 +472,16 @@ def _parse(
     return parsed
 
 
-def _pick_sender(msg: Message, headers: HeaderView) -> tuple[str, str]:
-    """(name, address): Reply-To when it is one valid address, else the first From."""
+def _sender_pairs(msg: Message, headers: HeaderView) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(display name, address) pairs of From and of Reply-To."""
     # Raw UTF-8 addresses (RFC 6532) arrive as surrogate escapes: decode them as text.
     from_pairs = [(n, _fix_surrogates(a)) for n, a in _addresses(msg, "from", headers)]
     reply_to = [(n, _fix_surrogates(a).strip()) for n, a in _addresses(msg, "reply-to", headers)]
+    return from_pairs, reply_to
+
+
+def _pick_sender(from_pairs: list[tuple[str, str]], reply_to: list[tuple[str, str]]) -> tuple[str, str]:
+    """(name, address): Reply-To when it is one valid address, else the first From."""
     chosen: tuple[str, str] | None = None
     if len(reply_to) == 1 and is_valid_email(reply_to[0][1]):
         chosen = reply_to[0]
@@ -496,6 +504,32 @@ def _pick_sender(msg: Message, headers: HeaderView) -> tuple[str, str]:
     return (name or address.split("@", 1)[0][:NAME_MAX]), address
 
 
+def _form_parsed(
+    msg: Message, headers: HeaderView, form: FormNotification, known: dict[str, Any],
+    attachments: list[dict[str, Any]], own_addresses: frozenset[str], own_domains: frozenset[str],
+) -> ParsedEmail:
+    """A recognised form notification: the visitor is the lead, the message is their text only.
+
+    The notification's own subject and threading headers are the form tool's, not the
+    visitor's: they go to ``form`` (subject) or nowhere, so a reply starts a new thread.
+    """
+    visitor = form.email
+    name = _clean_line(form.name, NAME_MAX) if visitor else ""
+    subject = _clean_line(form.subject or "", HEADER_MAX)
+    message = form.message or (subject or NO_MESSAGE if visitor else "")
+    clean_text = f"{subject}\n\n{message}" if subject and form.message else message
+    known.update(name=name or visitor.split("@", 1)[0][:NAME_MAX], email=visitor, subject=subject,
+                 in_reply_to=None, references=None)
+    parsed = ParsedEmail(**known, message=message[:MESSAGE_MAX], clean_text=clean_text[:MESSAGE_MAX],
+                         attachments=attachments, phone=form.phone, company=form.company,
+                         form=form.form, form_fields=form.fields)
+    parsed.skip_reason = inbound_skip_reason(msg, sender=visitor, own_addresses=own_addresses,
+                                             own_domains=own_domains, headers=headers, notification=True)
+    if parsed.skip_reason is None and not visitor:
+        parsed.skip_reason, parsed.quarantine = "form-without-contact", True
+    return parsed
+
+
 def to_lead_in(parsed: ParsedEmail) -> LeadIn:
     """The ``LeadIn`` for the pipeline (email trimmed; dedupe key trimmed and lower-cased)."""
     email_addr = parsed.email.strip()
@@ -504,12 +538,18 @@ def to_lead_in(parsed: ParsedEmail) -> LeadIn:
     metadata: dict[str, Any] = {}
     if parsed.attachments:
         metadata["attachments"] = parsed.attachments
+    if parsed.form is not None:
+        metadata["form"] = dict(parsed.form)
+        if parsed.form_fields:
+            metadata["form_fields"] = dict(parsed.form_fields)
     return LeadIn(
         name=parsed.name or email_addr.split("@", 1)[0],
         email=email_addr,
         email_norm=email_addr.lower(),
         message=parsed.message,
         intake="email",
+        phone=parsed.phone,
+        company=parsed.company,
         metadata=metadata,
         subject=parsed.subject or None,
         message_id=parsed.message_id,
@@ -525,6 +565,7 @@ def main_parse_email(
     *,
     own_addresses: frozenset[str] = frozenset(),
     own_domains: frozenset[str] = frozenset(),
+    form_senders: frozenset[str] = frozenset(),
 ) -> int:
     """``leadbox parse-email FILE``: print the lead a mail would become, as JSON.
 
@@ -537,20 +578,10 @@ def main_parse_email(
     except OSError as exc:
         print(f"parse-email: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    parsed = parse_email(raw, own_addresses=own_addresses, own_domains=own_domains)
+    parsed = parse_email(raw, own_addresses=own_addresses, own_domains=own_domains, form_senders=form_senders)
     data = asdict(parsed)
-    out = {
-        key: data[key]
-        for key in (
-            "name",
-            "email",
-            "message",
-            "subject",
-            "message_id",
-            "skip_reason",
-            "attachments",
-            "quarantine",
-        )
-    }
+    keys = ("name", "email", "phone", "company", "message", "subject", "message_id", "skip_reason",
+            "attachments", "quarantine", "form", "form_fields")
+    out = {key: data[key] for key in keys}
     print(json.dumps(out, ensure_ascii=False, indent=2))
     return 0

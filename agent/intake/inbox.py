@@ -134,12 +134,13 @@ class _ParseOptions:
     own_addresses: frozenset[str]
     own_domains: frozenset[str]
     max_bytes: int
+    form_senders: frozenset[str] = frozenset()
 
 
 def _parse_many(raws: list[bytes], opts: _ParseOptions) -> list[ParsedEmail]:
     """Parse a chunk of messages (module level so worker processes can run it)."""
     return [parse_email(r, own_addresses=opts.own_addresses, own_domains=opts.own_domains,
-                        max_bytes=opts.max_bytes) for r in raws]
+                        max_bytes=opts.max_bytes, form_senders=opts.form_senders) for r in raws]
 
 
 def dedupe_key(parsed: ParsedEmail | None, raw: bytes | None, message_id: str | None = None) -> str:
@@ -176,7 +177,7 @@ class InboxPoller:
         self.mailbox = f"{config.inbox_username}@{self.cfg.host}/{self.cfg.folder}"
         self.leader_name = f"inbox:{self.mailbox}"
         self._parse_opts = _ParseOptions(config.own_addresses, frozenset({config.message_id_domain}),
-                                         self.cfg.max_message_bytes)
+                                         self.cfg.max_message_bytes, frozenset(self.cfg.form_senders))
         self._tokens: TokenSource | None = make_token_source(config) if self.cfg.auth == "xoauth2" else None
         # One thread owns the polling connection: commands never interleave.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-imap")
