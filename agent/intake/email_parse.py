@@ -526,7 +526,10 @@ def _form_parsed(
     parsed.skip_reason = inbound_skip_reason(msg, sender=visitor, own_addresses=own_addresses,
                                              own_domains=own_domains, headers=headers, notification=True)
     if parsed.skip_reason is None and not visitor:
-        parsed.skip_reason, parsed.quarantine = "form-without-contact", True
+        if form.own_visitor:  # our own address typed into the form: a loop or a test, not a lead
+            parsed.skip_reason = "own-address"
+        else:
+            parsed.skip_reason, parsed.quarantine = "form-without-contact", True
     return parsed
 
 

@@ -124,6 +124,7 @@ class FormNotification:
     message: str = ""
     form: dict[str, str] = field(default_factory=dict)  # sender, subject, tool, name, page_url, site_url
     fields: dict[str, str] = field(default_factory=dict)  # the other fields (country, budget...)
+    own_visitor: bool = False  # no visitor address but our own (the owner testing the form, a loop)
 
 
 def is_boilerplate(line: str) -> bool:
@@ -287,6 +288,7 @@ def _contact(found: FieldsFound, human_reply: tuple[str, str] | None, from_addr:
             out.fields[label if n == 1 else f"{label} ({n})"] = value[:2_000]
     if not out.name and (first or last):
         out.name = _one_line(f"{first} {last}", SHORT_MAX)
+    typed = [a for a, _ in field_emails]  # what the visitor typed (a Reply-To of ours is the site's default)
     if human_reply is not None:
         out.email = human_reply[1].strip()
         display = _one_line(human_reply[0].strip().strip('"\''), SHORT_MAX)
@@ -304,6 +306,8 @@ def _contact(found: FieldsFound, human_reply: tuple[str, str] | None, from_addr:
                 if display and not out.name:
                     out.name = display
                 break
+        else:
+            out.own_visitor = any(a.strip().lower() in own for a in typed)
     free = found.free
     message = "\n\n".join(m.strip() for m in messages if m.strip()) or "\n".join(free).strip()
     out.message = message
