@@ -206,9 +206,13 @@ class ReplyConfig(_Section):
         "outbox", description="outbox (.eml files, no account needed) | smtp.")
     outbox_dir: str = Field("data/outbox", description="Folder of the outbox transport's .eml files.")
     from_address: str = Field(
-        "leads@localhost", description="Our own address: replies come from it; never a lead, "
-        "never answered.")
-    from_name: str = Field("Leadbox", description="Display name of the From header.")
+        "leads@localhost", description="Set this first: our own address; replies come from it; never "
+        "a lead, never answered.")
+    company_name: str = Field(
+        "Leadbox", min_length=1, max_length=100, description="Set this second: your company's name. "
+        "Replies are signed with it ($company_name in templates; $company is the lead's own company) "
+        "and it is the From display name unless from_name is set.")
+    from_name: str = Field("", description="Display name of the From header; empty = company_name.")
     templates_dir: str = Field(
         "config/templates", description="Reply templates, one file per {category}.{language}.txt.")
     default_language: str = Field(
@@ -432,6 +436,11 @@ class Config:
         if "@" in self.settings.inbox.username:
             own.add(self.settings.inbox.username.lower())
         return frozenset(a for a in own if a)
+
+    @property
+    def sender_name(self) -> str:
+        """The From display name: ``reply.from_name``, else ``reply.company_name``."""
+        return self.settings.reply.from_name.strip() or self.settings.reply.company_name.strip()
 
     @property
     def message_id_domain(self) -> str:

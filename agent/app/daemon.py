@@ -22,7 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from agent.app.listen import bind_listeners
 from agent.app.metrics import Metrics
 from agent.app.wiring import make_classifier, make_mirror, make_store, make_transport
-from agent.config import Config
+from agent.config import Config, ReplyConfig
 from agent.core.mirror_ledger import MirrorLedger
 from agent.core.pipeline import ReplyPolicy, Services
 from agent.core.ports import Store
@@ -88,7 +88,8 @@ class Daemon:
             rules=PriorityRules(s.priority.by_category, s.priority.urgent_words, s.priority.domains),
             transport=make_transport(self.config), templates=templates,
             reply=ReplyPolicy(
-                enabled=s.reply.enabled, from_address=s.reply.from_address, from_name=s.reply.from_name,
+                enabled=s.reply.enabled, from_address=s.reply.from_address, from_name=self.config.sender_name,
+                company_name=s.reply.company_name.strip(),
                 domain=self.config.message_id_domain, window_hours=s.reply.window_hours,
                 max_per_hour=s.reply.max_per_hour, include_summary=s.reply.include_summary,
                 own_addresses=self.config.own_addresses, category_labels=dict(s.labels.categories),
@@ -111,6 +112,7 @@ class Daemon:
             except LeadboxError as e:
                 log.warning("sheets: not ready at start; will retry", extra={"reason": str(e)})
         self._add_jobs()
+        self._warn_default_sender()
         if s.inbox.enabled:
             from agent.intake.inbox import InboxPoller
 
@@ -120,6 +122,16 @@ class Daemon:
         self.scheduler.start()
         self._started = True
         self.worker.kick()
+
+    def _warn_default_sender(self) -> None:
+        """Replies signed by the defaults would reach real people: say which two settings to make."""
+        r = self.config.settings.reply
+        defaults = ReplyConfig()
+        unset = [f"reply.{k}" for k in ("from_address", "company_name")
+                 if getattr(r, k).strip() == getattr(defaults, k)]
+        if r.enabled and unset:
+            log.warning("replies use the default sender: set " + " and ".join(unset),
+                        extra={"reason": f"replies come from {r.from_address}, signed {r.company_name!r}"})
 
     def _add_jobs(self) -> None:
         s = self.config.settings

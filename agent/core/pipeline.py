@@ -39,6 +39,7 @@ class ReplyPolicy:
     include_summary: bool
     own_addresses: frozenset[str]
     category_labels: dict[str, str]
+    company_name: str = ""
 
 
 @dataclass
@@ -181,6 +182,7 @@ class Reply:
             lead.replied_at = now
             msg = compose_reply(
                 lead, svc.templates, from_address=policy.from_address, from_name=policy.from_name,
+                company_name=policy.company_name,
                 domain=policy.domain, category_label=policy.category_labels.get(lead.category or "", ""),
                 include_summary=policy.include_summary, now=now,
             )

@@ -65,8 +65,9 @@ class Template:
 class Templates:
     """``config/templates/{category}.{lang}.txt``: first line ``Subject: ...``, a blank line, the body.
 
-    Placeholders use ``$name`` syntax (string.Template): safe_substitute never
-    evaluates attributes, so a template cannot reach into objects.
+    Lines starting with ``#`` before the Subject line are comments. Placeholders use ``$name``
+    syntax (string.Template): safe_substitute never evaluates attributes, so a template cannot
+    reach into objects. ``$company_name`` (ours) may also appear in the subject.
     """
 
     def __init__(self, directory: str | Path, default_language: str) -> None:
@@ -90,6 +91,8 @@ class Templates:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"reply template {path}: cannot read: {e}") from None
+        while text.startswith("#"):  # comment lines before the Subject line (who the text is for)
+            text = text.partition("\n")[2]
         first, _, rest = text.partition("\n")
         if not first.lower().startswith("subject:"):
             raise ConfigError(f"reply template {path}: the first line must be 'Subject: ...'")
@@ -164,7 +167,7 @@ def _fold_ids(ids: list[str]) -> str:
 
 def compose_reply(
     lead: Lead, templates: Templates, *, from_address: str, from_name: str, domain: str,
-    category_label: str, include_summary: bool, now: datetime | None = None,
+    category_label: str, include_summary: bool, company_name: str = "", now: datetime | None = None,
 ) -> OutgoingMail:
     """Render the reply straight to bytes.
 
@@ -176,11 +179,12 @@ def compose_reply(
     tpl = templates.get(lead.category, lead.language)
     first_name = one_line(lead.name, 100).split(" ")[0] if lead.name else ""
     summary = strip_links(lead.summary or "") if include_summary else ""
+    ours = one_line(company_name, 100)
     body = tpl.body.safe_substitute(
         name=one_line(lead.name, 200), first_name=first_name, category=category_label,
-        summary=summary, lead_id=lead.id,
+        summary=summary, lead_id=lead.id, company=one_line(lead.company or "", 200), company_name=ours,
     )
-    subject = tpl.subject
+    subject = one_line(string.Template(tpl.subject).safe_substitute(company_name=ours))
     # A lead from a website form notification is answered as a new message: the visitor
     # never saw the notification, so neither its subject nor its Message-ID belongs here.
     threaded = lead.intake == "email" and "form" not in (lead.metadata or {})
