@@ -33,7 +33,8 @@ COPY config/ ./config/
 # A non-root user owning only the data directory (SQLite file, outbox .eml files). The outbox
 # folder exists in the image with that owner, so a volume mounted there (compose shares one
 # between replicas) starts out owned by the app user, not by root.
-RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home leadbox \
+RUN groupadd --system --gid 10001 leadbox \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home leadbox \
  && mkdir -p /app/data/outbox \
  && chown -R leadbox:leadbox /app/data
 USER leadbox

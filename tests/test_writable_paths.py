@@ -59,9 +59,11 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_root_owned_data_folder_is_one_line_naming_path_uid_and_fix(shared_tmp: Path) -> None:
+@pytest.mark.parametrize("mode", [0o755, 0o700], ids=["mkdir-by-root", "private-to-root"])
+def test_root_owned_data_folder_is_one_line_naming_path_uid_and_fix(shared_tmp: Path, mode: int) -> None:
     data = shared_tmp / "data"
-    data.mkdir(mode=0o755)  # root-owned, like a host folder bind-mounted at /app/data
+    data.mkdir()  # root-owned, like a host folder bind-mounted at /app/data
+    data.chmod(mode)
     env = {"LEADBOX_STORE__URL": f"sqlite:///{data}/leadbox.db",
            "LEADBOX_REPLY__OUTBOX_DIR": str(data / "outbox")}
     line = one_line_error(leadbox(shared_tmp, env, "run", "--config", CONFIG, prefix=as_user()))

@@ -41,6 +41,13 @@ def folder_problem(folder: str | Path, *, create: bool = False) -> Problem | Non
     files in the way and read-only file systems are found.
     """
     path = Path(os.path.abspath(folder))
+    try:
+        return _folder_problem(path, create)
+    except OSError:  # an ancestor we may not even look into
+        return _not_writable(_existing_ancestor(path))
+
+
+def _folder_problem(path: Path, create: bool) -> Problem | None:
     if create and not path.exists():
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -63,20 +70,26 @@ def folder_problem(folder: str | Path, *, create: bool = False) -> Problem | Non
 def file_problem(path: str | Path) -> Problem | None:
     """Why a file we must open read-write (a SQLite database) cannot be, or None when it can."""
     file = Path(os.path.abspath(path))
-    if file.is_dir():
-        return Problem(f"{file} is a folder, not a file", "point the setting at a file name")
     problem = folder_problem(file.parent, create=True)
     if problem is not None:
         return problem
-    if file.exists() and not _can(file, os.R_OK | os.W_OK):
-        return _not_writable(file)
+    try:
+        if file.is_dir():
+            return Problem(f"{file} is a folder, not a file", "point the setting at a file name")
+        if file.exists() and not _can(file, os.R_OK | os.W_OK):
+            return _not_writable(file)
+    except OSError:
+        return _not_writable(file.parent)
     return None
 
 
 def _existing_ancestor(path: Path) -> Path:
     for parent in path.parents:
-        if parent.exists():
-            return parent
+        try:
+            if parent.exists():
+                return parent
+        except OSError:
+            continue
     return Path("/")
 
 
