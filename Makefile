@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install system-deps lint bench clean
+.PHONY: run test test-container install system-deps lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PY) -c "import ensurepip, venv" 2>/dev/null || { \
@@ -31,6 +31,16 @@ test: system-deps $(STAMP)
 	$(BIN)/ruff check agent tests bench
 	$(BIN)/mypy agent
 	$(BIN)/python -m pytest -q
+
+# The image on a real engine: tools/container-engine.sh installs Docker and docker-compose from
+# Debian when missing, starts dockerd, provides the base images (pulled, or built from Debian
+# packages when no registry answers), and `down` stops the dockerd it started, pass or fail.
+# The compose tests run with Debian's docker-compose 1.29 and with Compose v2 (LEADBOX_COMPOSE_V2).
+test-container: $(STAMP)
+	@trap 'tools/container-engine.sh down' EXIT; \
+	  tools/container-engine.sh postgres && \
+	  v2=$$(PIP=$(BIN)/pip tools/container-engine.sh compose-v2) && \
+	  LEADBOX_CONTAINER_TESTS=1 LEADBOX_COMPOSE_V2=$$v2 $(BIN)/python -m pytest -q tests/container
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent tests bench

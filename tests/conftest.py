@@ -20,6 +20,10 @@ def _scrub_environment() -> None:
 
 _scrub_environment()
 
+# tests/container builds and runs the image on a real engine: `make test-container` runs them
+# (with LEADBOX_CONTAINER_TESTS=1), `make test` does not collect them.
+collect_ignore = [] if os.environ.get("LEADBOX_CONTAINER_TESTS") == "1" else ["container"]
+
 pytest_plugins = [
     "tests.fixtures.mailservers",
     "tests.fixtures.openai_fake",

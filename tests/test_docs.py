@@ -33,6 +33,9 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert commands == ["make run", "make test"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+    # The container tests, apart because they need an engine, are named beside it and run by CI.
+    assert "make test-container" in README.split("```", 3)[2]
+    assert ci.index("\nmake test-container") > ci.index("if ! make test")
 
 
 def test_every_status_code_is_in_the_readme() -> None:
