@@ -33,3 +33,16 @@ class DeliveryUncertain(LeadboxError):
 
     Never retried (that could answer twice); the lead is failed with reply status 'uncertain'.
     """
+
+
+class Deferred(LeadboxError):
+    """Not this lead's fault: the step must wait until ``until`` (epoch seconds) and try again.
+
+    A paused mail transport or a full reply cap raises it. The worker keeps the lead in its
+    state without spending an attempt, and claims it again at ``until``.
+    """
+
+    def __init__(self, reason: str, until: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.until = until

@@ -93,6 +93,7 @@ class Daemon:
                 domain=self.config.message_id_domain, window_hours=s.reply.window_hours,
                 max_per_hour=s.reply.max_per_hour, include_summary=s.reply.include_summary,
                 own_addresses=self.config.own_addresses, category_labels=dict(s.labels.categories),
+                max_per_day=s.reply.max_per_day, max_delay_hours=s.reply.max_delay_hours,
             ),
             mirror=mirror, mirror_ledger=MirrorLedger(self.store) if mirror is not None else None,
             metrics=self.metrics,
@@ -251,6 +252,7 @@ class Daemon:
         with contextlib.suppress(Exception):
             self.metrics.set_store_counts(await self.store.counts())
         if self._started:
+            self.metrics.set_reply_paused(self.svc.transport.state().get("state") == "paused")
             st = self.svc.classifier.state()
             circuit = st.get("circuit", st.get("breaker"))
             if circuit is not None:

@@ -124,6 +124,11 @@ class Metrics:
         self.replies_sent = Counter(
             "leadbox_replies_sent", "Auto-replies sent, by transport.", ["transport"], registry=r
         )
+        self.reply_paused = Gauge(
+            "leadbox_reply_paused",
+            "1 while the mail server's quota or throttling pauses replies (see /readyz), else 0.",
+            registry=r,
+        )
         self.inbox_last_success = Gauge(
             "leadbox_inbox_last_success_timestamp_seconds",
             "Unix time of the last successful poll of a mailbox.",
@@ -233,6 +238,9 @@ class Metrics:
 
     def reply_failed(self) -> None:
         self.reply_failures.inc()
+
+    def set_reply_paused(self, paused: bool) -> None:
+        self.reply_paused.set(1 if paused else 0)
 
     # -- queue depth --------------------------------------------------------------
 

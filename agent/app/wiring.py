@@ -40,6 +40,7 @@ def make_classifier(config: Config) -> Classifier:
 def make_transport(config: Config) -> MailTransport:
     r = config.settings.reply
     if r.transport == "smtp":
+        from agent.mail.limits import SendPause
         from agent.mail.smtp import SmtpTransport
 
         return SmtpTransport(
@@ -47,6 +48,7 @@ def make_transport(config: Config) -> MailTransport:
             username=config.secrets.email_user, password=config.secrets.email_pass,
             ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=r.from_address,
             pool_size=r.smtp_pool_size, max_per_session=r.smtp_max_per_session,
+            pause=SendPause(base=r.pause_seconds, quota_probe=r.quota_probe_minutes * 60),
         )
     from agent.mail.outbox import OutboxTransport
 

@@ -2,7 +2,9 @@
 
 Failures of a step are retried with exponential backoff and jitter; after
 ``max_attempts`` the lead is ``failed`` with its last error kept (a human can
-``leadbox leads retry``). An unexpected exception is treated like a transient
+``leadbox leads retry``). A step that must wait (``Deferred``: the mail transport is paused,
+a reply cap is full) leaves the lead in its state until the given time, spending no
+attempt. An unexpected exception is treated like a transient
 failure with its traceback kept, so the loop never dies and never drops a lead.
 """
 
@@ -22,7 +24,7 @@ from agent.config import WorkerConfig
 from agent.core.backoff import backoff_delay
 from agent.core.models import FINAL_STATES, Lead, State
 from agent.core.pipeline import STEPS, Services, Step
-from agent.errors import PermanentError, TransientError
+from agent.errors import Deferred, PermanentError, TransientError
 
 log = logging.getLogger("leadbox.worker")
 
@@ -122,6 +124,9 @@ class Worker:
             t0 = time.perf_counter()
             try:
                 await step.run(lead, self.svc)
+            except Deferred as e:  # not the lead's fault (a paused transport, a full cap): no attempt spent
+                await self.svc.store.update(lead, release=True, next_attempt_at=max(e.until, time.time() + 0.2))
+                return
             except TransientError as e:
                 await self._retry(lead, step.name, str(e), e.retry_after)
                 return

@@ -11,6 +11,9 @@ anything about the message was sent or recorded, and that one message is tried a
 new connection. The exactly-once rules are per message and unchanged: ``before_commit`` right
 before DATA, ``after_commit`` right after DATA's 250, and no answer to DATA is
 ``DeliveryUncertain``, never a retry.
+
+A quota or throttling answer pauses the whole transport (agent.mail.limits); what each
+refusal means is read by agent.mail.smtp_errors.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import aiosmtplib
 
 from agent.core.models import OutgoingMail
 from agent.errors import DeliveryUncertain, PermanentError, TransientError
+from agent.mail.limits import SendPause
+from agent.mail.smtp_errors import Stage, classify
 
 # A pooled session unused for this long is closed rather than reused (servers drop idle
 # connections after a minute or a few; reusing one only to see it fail costs a round trip).
@@ -43,13 +48,26 @@ class _Stale(Exception):
     """A reused session failed at MAIL FROM: nothing was sent, try a fresh connection."""
 
 
+def _stage(e: aiosmtplib.SMTPResponseException) -> Stage:
+    """The SMTP step that was refused, from aiosmtplib's exception type."""
+    if isinstance(e, aiosmtplib.SMTPAuthenticationError):
+        return "auth"
+    if isinstance(e, aiosmtplib.SMTPSenderRefused):
+        return "mail"
+    if isinstance(e, aiosmtplib.SMTPRecipientRefused):
+        return "rcpt"
+    if isinstance(e, aiosmtplib.SMTPDataError):
+        return "data"
+    return "connect"
+
+
 class SmtpTransport:
     name = "smtp"
 
     def __init__(
         self, *, host: str, port: int, security: str, username: str, password: str,
         ca_file: str = "", timeout: float = 20.0, from_address: str = "",
-        pool_size: int = 4, max_per_session: int = 100,
+        pool_size: int = 4, max_per_session: int = 100, pause: SendPause | None = None,
     ) -> None:
         self.host, self.port, self.security = host, port, security
         self._username, self._password = username, password
@@ -62,6 +80,8 @@ class SmtpTransport:
         self._slots = asyncio.Semaphore(self.pool_size)
         self._idle: list[_Session] = []
         self.sessions_opened = 0  # connections opened and authenticated (for tests and the bench)
+        # Shared by every sender of this account (replies, alerts): the account's limits are one.
+        self.pause = pause or SendPause()
 
     async def _connect(self) -> _Session:
         smtp = aiosmtplib.SMTP(
@@ -150,32 +170,52 @@ class SmtpTransport:
         self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None,
         after_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        probe = await self.pause.admit()  # raises Deferred while the account is paused
+        try:
+            async with self.pause.pace():
+                await self._send(msg, before_commit, after_commit, probe)
+        finally:
+            self.pause.settle(probe)
+
+    async def _send(
+        self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None,
+        after_commit: Callable[[], Awaitable[None]] | None, probe: bool,
+    ) -> None:
         try:
             await self._deliver(msg, before_commit, after_commit)
-        except aiosmtplib.SMTPAuthenticationError:
-            self._state = {"state": "needs_credentials", "since": time.time(),
-                           "reason": "SMTP login refused: check EMAIL_USER / EMAIL_PASS (an app password for Gmail)"}
-            raise TransientError("smtp: login refused (needs credentials)", retry_after=300) from None
-        except aiosmtplib.SMTPRecipientRefused as e:
-            self._state = {"state": "ok"}
-            if e.code >= 500:
-                raise PermanentError(f"smtp: recipient refused ({e.code})") from None
-            raise TransientError(f"smtp: recipient deferred ({e.code})") from None
         except aiosmtplib.SMTPResponseException as e:
-            if e.code >= 500 and e.code not in (530, 535, 554):
-                raise PermanentError(f"smtp: refused with {e.code}") from None
-            self._state = {"state": "degraded", "reason": f"server answered {e.code}", "since": time.time()}
-            raise TransientError(f"smtp: server answered {e.code}") from None
+            v = classify(e.code, e.message, _stage(e))
+            if v.pauses_transport:  # the account's limit: everyone waits, no lead fails
+                self._state = {"state": "ok"}
+                raise self.pause.limited(v, probe) from None
+            self.pause.answered(probe)
+            code = f"{v.code} {v.enhanced}" if v.enhanced else str(v.code)
+            if v.kind == "credentials":
+                self._state = {"state": "needs_credentials", "since": time.time(),
+                               "reason": "SMTP login refused: check EMAIL_USER / EMAIL_PASS (an app password for Gmail)"}
+                raise TransientError("smtp: login refused (needs credentials)", retry_after=300) from None
+            if v.kind == "recipient":
+                self._state = {"state": "ok"}
+                if e.code >= 500:
+                    raise PermanentError(f"smtp: recipient refused ({code})") from None
+                raise TransientError(f"smtp: recipient deferred ({code})") from None
+            if v.kind == "permanent":
+                raise PermanentError(f"smtp: refused with {code}") from None
+            self._state = {"state": "degraded", "reason": f"server answered {code}", "since": time.time()}
+            raise TransientError(f"smtp: server answered {code}") from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
+            self.pause.unreachable(probe)
             self._state = {"state": "down", "reason": type(e).__name__, "since": time.time()}
             raise TransientError(f"smtp: {self.host}:{self.port} unreachable ({type(e).__name__})") from None
+        self.pause.answered(probe)
         self._state = {"state": "ok"}
 
     async def was_sent(self, message_id: str) -> bool | None:
         return None  # SMTP cannot tell: an interrupted send is not repeated
 
     def state(self) -> dict[str, Any]:
-        return {**self._state, "transport": "smtp", "host": f"{self.host}:{self.port}"}
+        paused = self.pause.state()
+        return {**(paused or self._state), "transport": "smtp", "host": f"{self.host}:{self.port}"}
 
     async def close(self) -> None:
         """QUIT the pooled sessions (at shutdown)."""
