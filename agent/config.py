@@ -232,7 +232,20 @@ class ReplyConfig(_Section):
     window_hours: float = Field(
         24.0, ge=0, description="At most one auto-reply per address in this many hours.")
     max_per_hour: int = Field(
-        500, ge=0, description="Global cap on auto-replies per hour (a mail-bomb brake); 0 = no cap.")
+        500, ge=0, description="Global cap on auto-replies per hour (a mail-bomb brake); 0 = no cap. "
+        "Over a cap replies wait for the window.")
+    max_per_day: int = Field(
+        0, ge=0, description="Global cap on auto-replies in a rolling 24 hours; 0 = no cap. Keep it "
+        "below the provider's daily limit (README, Sending limits).")
+    max_delay_hours: float = Field(
+        48.0, ge=0, description="A reply that would go out later than this many hours after the lead "
+        "arrived is skipped ('reply-too-late'); 0 = no limit.")
+    quota_probe_minutes: float = Field(
+        60.0, gt=0, description="While the SMTP server refuses for a daily quota, one probe send this "
+        "often (fractions allowed).")
+    pause_seconds: float = Field(
+        60.0, gt=0, description="First pause after an SMTP throttling answer with no retry hint; "
+        "doubles while the throttling goes on.")
     include_summary: bool = Field(
         False, description="Put the classifier's summary ($summary) in replies (links and markup "
         "stripped).")

@@ -50,14 +50,19 @@ async def test_gmail_dot_and_tag_variants_get_one_reply(make_daemon: Any, tmp_pa
     assert len(outbox(tmp_path)) <= 1
 
 
-async def test_global_cap_stops_replies(make_daemon: Any, tmp_path: Path) -> None:
+async def test_global_cap_holds_replies_back(make_daemon: Any, tmp_path: Path) -> None:
+    """Over reply.max_per_hour the rest wait for the window (tests/test_sending_limits.py has the rest)."""
     d, c = await make_daemon({"LEADBOX_REPLY__MAX_PER_HOUR": "3"})
     for i in range(8):
         assert (await post(c, {"name": "A", "email": f"cap{i}@example.com", "message": "Hola, un presupuesto"}))[0] == 202
-    await wait_for(lambda: all_final(d, 8), what="leads processed")
+
+    async def held() -> bool:
+        leads, _ = await d.store.list(reply_status="waiting", limit=50)
+        return len(leads) == 5
+    await wait_for(held, what="5 replies waiting for the hourly cap")
     assert len(outbox(tmp_path)) == 3
-    leads, _ = await d.store.list(state="skipped", category=None, priority=None, limit=50, cursor=None)
-    assert sum(1 for x in leads if x.skip_reason == "reply-cap") == 5
+    leads, _ = await d.store.list(reply_status="waiting", limit=50)
+    assert all(x.state.value == "mirrored" and (x.reply_reason or "").startswith("reply-cap") for x in leads)
 
 
 async def test_rate_limit_per_ip_and_forwarded_for_only_behind_a_proxy(make_daemon: Any) -> None:

@@ -111,11 +111,12 @@ class Lead:
     priority: Priority | None = None
     priority_rule: str | None = None
     mirror_status: str = "pending"  # pending | done | disabled | error
-    reply_status: str = "pending"  # pending | sent | skipped | uncertain | failed
+    reply_status: str = "pending"  # pending | waiting | sent | skipped | uncertain | failed
     reply_reason: str | None = None
     reply_message_id: str | None = None
     replied_at: datetime | None = None
     skip_reason: str | None = None
+    next_attempt_at: datetime | None = None  # when the worker takes it next (a waiting reply)
     interactions: list[Interaction] = field(default_factory=list)
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -23,7 +24,7 @@ from agent.core.priority import PriorityRules
 from agent.core.replies import Templates, compose_reply, reply_message_id
 from agent.core.text import strip_quotes_and_signature
 from agent.core.validation import mailbox_key
-from agent.errors import DeliveryUncertain, PermanentError, TransientError
+from agent.errors import Deferred, DeliveryUncertain, PermanentError, TransientError
 
 log = logging.getLogger("leadbox.pipeline")
 
@@ -40,6 +41,16 @@ class ReplyPolicy:
     own_addresses: frozenset[str]
     category_labels: dict[str, str]
     company_name: str = ""
+    max_per_day: int = 0  # rolling 24 hours; 0 = no cap
+    max_delay_hours: float = 0.0  # a reply later than this after the lead is skipped; 0 = never
+
+    def caps(self) -> dict[str, tuple[float, int]]:
+        """Skip reason of each cap the store may answer -> (window seconds, cap); 0 = none."""
+        return {"reply-cap": (3600.0, self.max_per_hour), "reply-cap-day": (86400.0, self.max_per_day)}
+
+    def too_late(self, lead: Lead, when: float) -> bool:
+        """Would a reply sent at ``when`` come later than ``max_delay_hours`` after the lead?"""
+        return bool(self.max_delay_hours) and when > lead.created_at.timestamp() + self.max_delay_hours * 3600
 
 
 @dataclass
@@ -137,7 +148,12 @@ def reply_skip_reason(lead: Lead, policy: ReplyPolicy) -> str | None:
 
 
 class Reply:
-    """The automatic answer, exactly once: a ledger row is written before sending."""
+    """The automatic answer, exactly once: a ledger row is written before sending.
+
+    Over a reply cap, or while the mail transport is paused by the server's limits, the lead
+    waits (``reply_status = "waiting"``): Deferred tells the worker when to try again, and no
+    attempt is spent. A reply that could only go out past ``max_delay_hours`` is skipped.
+    """
 
     name = "reply"
     applies_to = State.MIRRORED
@@ -153,11 +169,12 @@ class Reply:
             reason, prior = await store.reply_gate(
                 lead.id, mailbox_key(lead.email_norm), mid, window_since=window.timestamp() if window else None,
                 cap_since=(now - timedelta(hours=1)).timestamp(), cap=policy.max_per_hour,
-                contact=lead.email_norm)
+                contact=lead.email_norm, day_since=(now - timedelta(days=1)).timestamp(),
+                day_cap=policy.max_per_day)
+            if reason in policy.caps():
+                reason = await self._cap_wait(lead, svc, reason, now.timestamp())
         if reason is not None:
-            lead.state, lead.skip_reason = State.SKIPPED, reason
-            lead.reply_status, lead.reply_reason = "skipped", reason
-            log.info("no reply", extra={"lead_id": lead.id, "reason": reason})
+            self._skip(lead, reason)
             return
         if prior == "sending-elsewhere":
             raise TransientError("another attempt holds this reply; retrying later")
@@ -179,6 +196,10 @@ class Reply:
         if prior not in (None, "sent"):  # a ledger state this code does not know: never guess "sent"
             raise PermanentError(f"reply ledger in unexpected state {prior!r}")
         if prior is None:
+            if policy.too_late(lead, now.timestamp()):  # waited (paused, capped, retried) too long
+                await store.reply_done(lead.id, "retry")
+                self._skip(lead, "reply-too-late")
+                return
             lead.replied_at = now
             msg = compose_reply(
                 lead, svc.templates, from_address=policy.from_address, from_name=policy.from_name,
@@ -202,6 +223,12 @@ class Reply:
                 if svc.metrics is not None:
                     svc.metrics.reply_failed()
                 return
+            except Deferred as e:  # the transport is paused by the server's limits: not sent
+                await store.reply_done(lead.id, "retry")
+                lead.replied_at = None
+                self._wait(lead, policy, e)
+                self._skip(lead, "reply-too-late")
+                return
             except (TransientError, PermanentError):
                 await store.reply_done(lead.id, "retry")
                 if svc.metrics is not None:
@@ -213,6 +240,32 @@ class Reply:
         lead.reply_status, lead.reply_message_id = "sent", mid
         lead.replied_at = lead.replied_at or now
         lead.state = State.REPLIED
+
+    @staticmethod
+    def _skip(lead: Lead, reason: str) -> None:
+        lead.state, lead.skip_reason = State.SKIPPED, reason
+        lead.reply_status, lead.reply_reason = "skipped", reason
+        log.info("no reply", extra={"lead_id": lead.id, "reason": reason})
+
+    @staticmethod
+    def _wait(lead: Lead, policy: ReplyPolicy, e: Deferred) -> None:
+        """Raise ``e`` for the worker (the lead waits), unless the reply would then come too late."""
+        if policy.too_late(lead, e.until):
+            return
+        if lead.reply_status != "waiting":
+            log.info("reply waits", extra={"lead_id": lead.id, "reason": e.reason[:300]})
+        lead.reply_status, lead.reply_reason = "waiting", e.reason[:300]
+        raise e
+
+    async def _cap_wait(self, lead: Lead, svc: Services, reason: str, now: float) -> str:
+        """Over a reply cap: wait until the window frees a slot (Deferred), or 'reply-too-late'."""
+        window, cap = svc.reply.caps()[reason]
+        oldest = await svc.store.reply_cap_opens_at(now - window, cap, exclude_lead=lead.id)
+        # A slot opens when the cap-th newest reply leaves the window; spread the waiting
+        # leads over one slot's spacing so they do not all come back at the same instant.
+        until = max((oldest or now) + window, now + 1.0) + random.uniform(0, window / max(cap, 1))
+        self._wait(lead, svc.reply, Deferred(f"{reason}: {cap} replies in {window / 3600:g} h", until))
+        return "reply-too-late"
 
 
 STEPS: list[Step] = [Classify(), Prioritize(), MirrorRow(), Reply()]

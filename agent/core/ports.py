@@ -151,6 +151,7 @@ class Store(Protocol):
     async def list(
         self, *, state: str | None = None, category: str | None = None,
         priority: str | None = None, limit: int = 50, cursor: str | None = None,
+        reply_status: str | None = None,
     ) -> tuple[builtins.list[Lead], str | None]: ...
 
     async def retry(self, lead_id: str | None = None, *, all_failed: bool = False) -> int:
@@ -169,13 +170,24 @@ class Store(Protocol):
     async def reply_gate(
         self, lead_id: str, to_addr: str, message_id: str, *, window_since: float | None,
         cap_since: float, cap: int, contact: str | None = None,
+        day_since: float | None = None, day_cap: int = 0,
     ) -> tuple[str | None, str | None]:
         """Known-contact, per-mailbox window and global cap checks plus the ledger row, atomically.
 
         ``to_addr`` is the mailbox key (see validation.mailbox_key); ``contact`` the lead's
-        normalized email, also checked against known contacts.
+        normalized email, also checked against known contacts. The caps (``cap`` replies since
+        ``cap_since``, ``day_cap`` since ``day_since``; 0 = none) apply to a fresh row and to a
+        row left at 'retry' or 'sending' alike: a reply that waited still needs a free slot.
 
-        Returns (skip_reason, prior) where prior is as reply_begin's.
+        Returns (skip_reason, prior) where prior is as reply_begin's; over a cap the reason is
+        'reply-cap' (hourly) or 'reply-cap-day' and the ledger is left as it was.
+        """
+        ...
+
+    async def reply_cap_opens_at(self, since: float, cap: int, exclude_lead: str = "") -> float | None:
+        """When the cap-th newest counted reply since ``since`` was gated (epoch), or None.
+
+        A cap over the window starting at ``since`` frees a slot when that reply leaves it.
         """
         ...
 

@@ -56,7 +56,7 @@ OPENAPI: dict[str, Any] = {
                 "summary": "A page of leads (admin)",
                 "parameters": [
                     {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                    for n in ("status", "category", "priority", "limit", "cursor")
+                    for n in ("status", "category", "priority", "reply", "limit", "cursor")
                 ],
                 "responses": {"200": _resp("A page; pass next_cursor as cursor for the next"),
                               "422": _resp("Bad filter", _ERR), **_ADMIN},

@@ -262,6 +262,9 @@ def lead_json(lead: Lead, labels: Any) -> dict[str, Any]:
             "status": lead.reply_status, "reason": lead.reply_reason,
             "message_id": lead.reply_message_id,
             "replied_at": lead.replied_at.isoformat() if lead.replied_at else None,
+            # A waiting reply (over a cap, or the mail server's limits): when it is tried next.
+            "waiting_until": lead.next_attempt_at.isoformat()
+            if lead.reply_status == "waiting" and lead.next_attempt_at else None,
         },
         "interactions": [
             {"intake": i.intake, "message": i.message, "subject": i.subject,
@@ -284,6 +287,7 @@ _FILTERS = {
     "status": {"received", "classified", "saved", "mirrored", "replied", "skipped", "failed"},
     "category": {"sales", "support", "info", "spam"},
     "priority": {"high", "medium", "low"},
+    "reply": {"pending", "waiting", "sent", "skipped", "uncertain"},
 }
 
 
@@ -308,7 +312,8 @@ async def list_leads(request: web.Request) -> web.Response:
     if errors:
         return _errors(422, errors)
     leads, nxt = await d.store.list(state=q.get("status"), category=q.get("category"),
-                                    priority=q.get("priority"), limit=limit, cursor=cursor)
+                                    priority=q.get("priority"), limit=limit, cursor=cursor,
+                                    reply_status=q.get("reply") or None)
     labels = d.config.settings.labels
     return web.json_response({"leads": [lead_json(x, labels) for x in leads], "next_cursor": nxt})
 

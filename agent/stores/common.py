@@ -91,7 +91,7 @@ def row_to_lead(r: Mapping[str, Any]) -> Lead:
         priority_rule=r["priority_rule"], mirror_status=r["mirror_status"],
         reply_status=r["reply_status"], reply_reason=r["reply_reason"],
         reply_message_id=r["reply_message_id"], replied_at=ts(r["replied_at"]),
-        skip_reason=r["skip_reason"],
+        skip_reason=r["skip_reason"], next_attempt_at=ts(r["next_attempt_at"]),
     )
     return lead
 

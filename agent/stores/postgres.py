@@ -493,10 +493,12 @@ class PostgresStore:
     async def list(
         self, *, state: str | None = None, category: str | None = None,
         priority: str | None = None, limit: int = 50, cursor: str | None = None,
+        reply_status: str | None = None,
     ) -> tuple[builtins.list[Lead], str | None]:
         where: list[str] = []
         args: list[Any] = []
-        for col, val in (("state", state), ("category", category), ("priority", priority)):
+        for col, val in (("state", state), ("category", category), ("priority", priority),
+                             ("reply_status", reply_status)):
             if val:
                 where.append(f"{col} = %s")
                 args.append(val)
@@ -577,40 +579,49 @@ class PostgresStore:
                                (message_id, lead_id))
             return "resumed"
 
+    _COUNTED = "status IN ('sent','sending','committing','uncertain')"
+
+    async def _cap_row(self, conn: Any, since: float, cap: int, exclude: str) -> float | None:
+        """created_at of the cap-th newest counted reply since ``since`` (reads at most cap rows)."""
+        r = await (await conn.execute(
+            f"SELECT created_at FROM replies WHERE created_at >= %s AND {self._COUNTED} AND lead_id != %s "
+            "ORDER BY created_at DESC LIMIT 1 OFFSET %s", (since, exclude, cap - 1))).fetchone()
+        return None if r is None else float(r["created_at"])
+
     async def reply_gate(
         self, lead_id: str, to_addr: str, message_id: str, *, window_since: float | None,
         cap_since: float, cap: int, contact: str | None = None,
+        day_since: float | None = None, day_cap: int = 0,
     ) -> tuple[str | None, str | None]:
         """The reply's stateful checks and the ledger row in one transaction (see SqliteStore).
 
-        Fenced like reply_begin: only the replica holding the lead's lease passes.
+        Fenced like reply_begin: only the replica holding the lead's lease passes. Replicas
+        taking the caps' last slots at once may overshoot a cap by the few sends in flight.
         """
         async with self.pool.connection() as conn, conn.transaction():
             await self._renew_fenced(conn, lead_id)
             r = await (await conn.execute(
                 "SELECT status FROM replies WHERE lead_id = %s FOR UPDATE", (lead_id,))).fetchone()
-            if r is not None:
-                if r["status"] not in ("retry", "sending"):
-                    return None, str(r["status"])
-                await conn.execute("UPDATE replies SET status = 'sending', message_id = %s WHERE lead_id = %s",
-                                   (message_id, lead_id))
+            if r is not None and r["status"] not in ("retry", "sending"):
+                return None, str(r["status"])
+            if r is None:
+                if await (await conn.execute(
+                        "SELECT 1 FROM known_emails WHERE email_norm IN (%s, %s)",
+                        (to_addr, contact or to_addr))).fetchone():
+                    return "known-contact", None
+                if window_since is not None and await (await conn.execute(
+                        f"SELECT 1 FROM replies WHERE to_addr = %s AND created_at >= %s AND {self._COUNTED} LIMIT 1",
+                        (to_addr, window_since))).fetchone():
+                    return "reply-window", None
+            if cap and await self._cap_row(conn, cap_since, cap, lead_id) is not None:
+                return "reply-cap", None
+            if day_cap and day_since is not None and await self._cap_row(conn, day_since, day_cap, lead_id) is not None:
+                return "reply-cap-day", None
+            if r is not None:  # waited, or an earlier attempt stopped before its point of no return
+                await conn.execute(
+                    "UPDATE replies SET status = 'sending', message_id = %s, created_at = %s WHERE lead_id = %s",
+                    (message_id, time.time(), lead_id))
                 return None, "resumed"
-            if await (await conn.execute(
-                    "SELECT 1 FROM known_emails WHERE email_norm IN (%s, %s)",
-                    (to_addr, contact or to_addr))).fetchone():
-                return "known-contact", None
-            if window_since is not None and await (await conn.execute(
-                    "SELECT 1 FROM replies WHERE to_addr = %s AND created_at >= %s "
-                    "AND status IN ('sent','sending','committing','uncertain') LIMIT 1",
-                    (to_addr, window_since))).fetchone():
-                return "reply-window", None
-            if cap:
-                n = await (await conn.execute(
-                    "SELECT count(*) AS n FROM (SELECT 1 FROM replies WHERE created_at >= %s "
-                    "AND status IN ('sent','sending','committing','uncertain') LIMIT %s) AS recent",
-                    (cap_since, cap))).fetchone()
-                if n is not None and int(n["n"]) >= cap:
-                    return "reply-cap", None
             cur = await conn.execute(
                 "INSERT INTO replies (lead_id, to_addr, message_id, status, created_at) "
                 "VALUES (%s, %s, %s, 'sending', %s) ON CONFLICT (lead_id) DO NOTHING RETURNING 1",
@@ -618,6 +629,10 @@ class PostgresStore:
             if await cur.fetchone() is None:  # a concurrent attempt wrote it first
                 return None, "sending-elsewhere"
             return None, None
+
+    async def reply_cap_opens_at(self, since: float, cap: int, exclude_lead: str = "") -> float | None:
+        async with self.pool.connection() as conn:
+            return await self._cap_row(conn, since, cap, exclude_lead)
 
     async def reply_done(self, lead_id: str, status: str) -> None:
         """Set the ledger status; for a lead claimed here, only while we still hold its lease.

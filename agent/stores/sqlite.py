@@ -498,10 +498,12 @@ class SqliteStore:
     async def list(
         self, *, state: str | None = None, category: str | None = None,
         priority: str | None = None, limit: int = 50, cursor: str | None = None,
+        reply_status: str | None = None,
     ) -> tuple[builtins.list[Lead], str | None]:
         def work(db: sqlite3.Connection) -> tuple[builtins.list[Lead], str | None]:
             where, args = [], []
-            for col, val in (("state", state), ("category", category), ("priority", priority)):
+            for col, val in (("state", state), ("category", category), ("priority", priority),
+                             ("reply_status", reply_status)):
                 if val:
                     where.append(f"{col} = ?")
                     args.append(val)
@@ -554,43 +556,58 @@ class SqliteStore:
             return None
         return await self._run(self._tx, work)
 
+    _COUNTED = "status IN ('sent','sending','committing','uncertain')"
+
+    def _cap_row(self, db: sqlite3.Connection, since: float, cap: int, exclude: str) -> float | None:
+        """created_at of the cap-th newest counted reply since ``since`` (reads at most cap rows)."""
+        r = db.execute(
+            f"SELECT created_at FROM replies WHERE created_at >= ? AND {self._COUNTED} AND lead_id != ? "
+            "ORDER BY created_at DESC LIMIT 1 OFFSET ?", (since, exclude, cap - 1)).fetchone()
+        return None if r is None else float(r[0])
+
     async def reply_gate(
         self, lead_id: str, to_addr: str, message_id: str, *, window_since: float | None,
         cap_since: float, cap: int, contact: str | None = None,
+        day_since: float | None = None, day_cap: int = 0,
     ) -> tuple[str | None, str | None]:
         """The reply's stateful checks and the ledger row, in one transaction.
 
-        Returns (skip_reason, prior). A lead with a ledger row already passed the gate:
-        its prior status is returned as by reply_begin. Otherwise the known-contact,
-        per-address window and global cap checks run (the cap count stops at ``cap``
-        rows, so it does not grow with the store) and a 'sending' row is written.
+        Returns (skip_reason, prior). A lead whose ledger row is final already passed the
+        gate: its prior status is returned as by reply_begin. A row left at 'retry' or
+        'sending' (a reply that waited or was interrupted) meets the caps again, then is reset
+        to 'sending' with a fresh time ("resumed"). A fresh lead meets the known-contact,
+        per-address window and caps (each cap query reads at most ``cap`` rows) before a
+        'sending' row is written.
         """
         def work(db: sqlite3.Connection) -> tuple[str | None, str | None]:
             r = db.execute("SELECT status FROM replies WHERE lead_id = ?", (lead_id,)).fetchone()
-            if r is not None:
-                if r[0] not in ("retry", "sending"):
-                    return None, str(r[0])
-                db.execute("UPDATE replies SET status = 'sending', message_id = ? WHERE lead_id = ?",
-                           (message_id, lead_id))
-                return None, "resumed"
-            if db.execute("SELECT 1 FROM known_emails WHERE email_norm IN (?, ?)",
-                          (to_addr, contact or to_addr)).fetchone():
-                return "known-contact", None
-            if window_since is not None and db.execute(
-                "SELECT 1 FROM replies WHERE to_addr = ? AND created_at >= ? "
-                "AND status IN ('sent','sending','committing','uncertain') LIMIT 1", (to_addr, window_since),
-            ).fetchone():
-                return "reply-window", None
-            if cap and db.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM replies WHERE created_at >= ? "
-                "AND status IN ('sent','sending','committing','uncertain') LIMIT ?)", (cap_since, cap),
-            ).fetchone()[0] >= cap:
+            if r is not None and r[0] not in ("retry", "sending"):
+                return None, str(r[0])
+            if r is None:
+                if db.execute("SELECT 1 FROM known_emails WHERE email_norm IN (?, ?)",
+                              (to_addr, contact or to_addr)).fetchone():
+                    return "known-contact", None
+                if window_since is not None and db.execute(
+                    f"SELECT 1 FROM replies WHERE to_addr = ? AND created_at >= ? AND {self._COUNTED} LIMIT 1",
+                    (to_addr, window_since),
+                ).fetchone():
+                    return "reply-window", None
+            if cap and self._cap_row(db, cap_since, cap, lead_id) is not None:
                 return "reply-cap", None
+            if day_cap and day_since is not None and self._cap_row(db, day_since, day_cap, lead_id) is not None:
+                return "reply-cap-day", None
+            if r is not None:  # waited, or an earlier attempt stopped before the point of no return
+                db.execute("UPDATE replies SET status = 'sending', message_id = ?, created_at = ? "
+                           "WHERE lead_id = ?", (message_id, time.time(), lead_id))
+                return None, "resumed"
             db.execute(
                 "INSERT INTO replies (lead_id, to_addr, message_id, status, created_at) "
                 "VALUES (?, ?, ?, 'sending', ?)", (lead_id, to_addr, message_id, time.time()))
             return None, None
         return await self._run(self._tx, work)
+
+    async def reply_cap_opens_at(self, since: float, cap: int, exclude_lead: str = "") -> float | None:
+        return await self._run(lambda: self._cap_row(self.db, since, cap, exclude_lead))
 
     async def reply_done(self, lead_id: str, status: str) -> None:
         await self._run(lambda: self.db.execute(
