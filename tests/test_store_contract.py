@@ -248,6 +248,32 @@ async def test_reply_ledger(store: Any) -> None:
     assert await store.replies_since(None, since) == 1
 
 
+async def test_reply_gate_caps_wait_and_count_a_waiting_reply_again(store: Any) -> None:
+    """Both caps apply to fresh rows and to rows left at 'retry' (a reply that waited)."""
+    ids = [r.lead_id for r in await store.intake_many([lead_in(f"g{i}@example.com") for i in range(4)])]
+    now = time.time()
+
+    async def gate(i: int, cap: int = 0, day_cap: int = 0) -> tuple[str | None, str | None]:
+        return tuple(await store.reply_gate(  # type: ignore[return-value]
+            ids[i], f"g{i}@example.com", f"<r{i}@x>", window_since=now - 3600, cap_since=now - 3600, cap=cap,
+            contact=f"g{i}@example.com", day_since=now - 86400, day_cap=day_cap))
+
+    assert await gate(0, cap=2, day_cap=3) == (None, None)
+    assert await gate(1, cap=2, day_cap=3) == (None, None)
+    assert await gate(2, cap=2, day_cap=3) == ("reply-cap", None)  # no ledger row written
+    assert await gate(2, cap=5, day_cap=2) == ("reply-cap-day", None)
+    opens = await store.reply_cap_opens_at(now - 3600, 2, exclude_lead=ids[2])
+    assert opens is not None and now - 5 < opens <= time.time()  # the 2nd newest row's time
+    assert await store.reply_cap_opens_at(now - 3600, 3) is None  # under that cap
+    # A reply that waited (its row at 'retry') meets the caps again before it resumes...
+    await store.reply_done(ids[1], "retry")
+    assert await gate(1, cap=1) == ("reply-cap", None)
+    assert await gate(1, cap=2) == (None, "resumed")
+    # ...and its own row never counts against it.
+    assert await gate(1, cap=2) == (None, "resumed")
+    assert await gate(3, cap=0, day_cap=0) == (None, None)  # 0 = no cap
+
+
 # -- reading -----------------------------------------------------------------
 async def test_list_filters_and_cursor_paging(store: Any) -> None:
     for k in range(5):  # ids are time-ordered: write in a few batches
