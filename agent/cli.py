@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--priority",
                     help=f"with list: only this priority ({', '.join(p.value for p in Priority)}, "
                          "or its label from labels.priorities, e.g. Alta)")
+    sp.add_argument("--reply", metavar="STATUS",
+                    help="with list: only leads whose reply is pending, waiting (held back by a reply cap "
+                         "or the mail server's limits), sent, skipped or uncertain")
     sp.add_argument("--limit", type=int, default=50, help="with list: leads per page, 1-500 (default 50)")
     sp.add_argument("--cursor", help="with list: the next page (the command printed after a full page says it)")
     sp.add_argument("--json", action="store_true",

@@ -114,7 +114,12 @@ def test_leads_list_filters_are_validated_and_labels_are_aliases(leads: dict[str
     res = leadbox(tmp_path, "leads", "list", "--status", "failed")
     assert [line.split()[0] for line in res.stdout.splitlines()] == [leads["info"]]
 
-    for bad in (["--limit", "0"], ["--cursor", "not a cursor"]):
+    res = leadbox(tmp_path, "leads", "list", "--reply", "sent")
+    assert sorted(line.split()[0] for line in res.stdout.splitlines()) == sorted(leads.values())
+    res = leadbox(tmp_path, "leads", "list", "--reply", "waiting")
+    assert res.returncode == 0 and res.stdout == ""
+
+    for bad in (["--limit", "0"], ["--cursor", "not a cursor"], ["--reply", "later"]):
         res = leadbox(tmp_path, "leads", "list", *bad)
         assert res.returncode == 2 and bad[0] in message(res), (bad, res.stderr)
 

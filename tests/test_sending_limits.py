@@ -7,6 +7,7 @@ would be ``failed``, so "nothing failed" also proves that waiting spends no atte
 
 from __future__ import annotations
 
+import asyncio
 import email
 import logging
 import sqlite3
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.daemon import post_lead, settle, wait_for
+from tests.test_cli import leadbox
 from tests.test_smtp_replies import smtp_env
 
 TOKEN = "limits-admin-token"
@@ -197,6 +199,10 @@ async def test_caps_hold_replies_back_until_the_window_opens(make_daemon: Any, t
         assert x["state"] == "mirrored" and x["attempts"] == 0 and x["reply"]["reason"].startswith("reply-cap-day")
         until = datetime.fromisoformat(x["reply"]["waiting_until"])
         assert until > datetime.now(UTC) + timedelta(hours=23)  # when the first reply leaves the 24 h
+
+    res = await asyncio.to_thread(leadbox, tmp_path, "leads", "list", "--reply", "waiting")
+    assert res.returncode == 0 and len(res.stdout.splitlines()) == 4, res.stderr
+    assert all("reply waits until" in line and "reply-cap-day" in line for line in res.stdout.splitlines())
 
     # A day passes for the ledger: the first replies leave the window, the waiting leads are due.
     with sqlite3.connect(tmp_path / "leadbox.db", timeout=10) as db:

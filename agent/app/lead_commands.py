@@ -27,6 +27,7 @@ FILTERS: dict[str, tuple[str, ...]] = {
     "status": tuple(s.value for s in State),
     "category": tuple(c.value for c in Category),
     "priority": tuple(p.value for p in Priority),
+    "reply": ("pending", "waiting", "sent", "skipped", "uncertain"),
 }
 
 
@@ -138,15 +139,19 @@ async def _retry(store: Store, lead_id: str | None, all_failed: bool) -> int:
 
 async def _list(config: Config, store: Store, args: argparse.Namespace, filters: Mapping[str, str | None]) -> int:
     leads, nxt = await store.list(state=filters["status"], category=filters["category"],
-                                  priority=filters["priority"], limit=args.limit, cursor=args.cursor)
+                                  priority=filters["priority"], limit=args.limit, cursor=args.cursor,
+                                  reply_status=filters["reply"])
     if args.json:
         labels = config.settings.labels
         print(json.dumps({"leads": [lead_json(x, labels) for x in leads], "next_cursor": nxt},
                          ensure_ascii=False, indent=2))
     else:
         for x in leads:
+            waiting = ""
+            if x.reply_status == "waiting" and x.next_attempt_at is not None:  # held by a cap or a pause
+                waiting = f"  [reply waits until {x.next_attempt_at:%Y-%m-%d %H:%M}Z: {(x.reply_reason or '')[:60]}]"
             print(f"{x.id}  {x.state.value:<10} {(x.category or '-'):<8} {(x.priority or '-'):<6} "
-                  f"{x.email:<32} {(x.summary or '')[:60]}")
+                  f"{x.email:<32} {(x.summary or '')[:60]}{waiting}")
     if nxt:
         print(f"more: {_next_page_command(args, nxt, filters)}", file=sys.stderr)
     return 0
