@@ -128,6 +128,8 @@ MIGRATIONS: list[str] = [
       added_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # 2: the reply caps count sent replies in a window without reading the table (issue 20)
+    "CREATE INDEX replies_counted ON replies(created_at, status, lead_id);",
 ]
 
 # Defaults added to the DSN when it does not set them: fail a connect in seconds, and

@@ -102,6 +102,8 @@ MIGRATIONS: list[str] = [
       email_norm TEXT PRIMARY KEY, source TEXT NOT NULL, added_at REAL NOT NULL
     );
     """,
+    # 2: the reply caps count sent replies in a window without reading the table (issue 20)
+    "CREATE INDEX replies_counted ON replies(created_at, status, lead_id);",
 ]
 
 
