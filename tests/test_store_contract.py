@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from agent.core.models import Category, LeadIn, Priority, State
+from agent.stores.postgres import MIGRATIONS as PG_MIGRATIONS
 from agent.stores.postgres import LeaseLost, PostgresStore
 from agent.stores.sqlite import SqliteStore
 
@@ -419,10 +420,11 @@ async def test_pg_replicas_migrate_once_at_the_same_time(pg_only: str) -> None:
     stores = [PostgresStore(pg_only, pool_size=2) for _ in range(4)]
     try:
         await asyncio.gather(*(s.open() for s in stores))
-        assert {await s.schema_version() for s in stores} == {1}
+        last = len(PG_MIGRATIONS)
+        assert {await s.schema_version() for s in stores} == {last}
         async with stores[0].pool.connection() as conn:
-            rows = await (await conn.execute("SELECT version FROM schema_version")).fetchall()
-        assert [r["version"] for r in rows] == [1]
+            rows = await (await conn.execute("SELECT version FROM schema_version ORDER BY version")).fetchall()
+        assert [r["version"] for r in rows] == list(range(1, last + 1))  # each migration once
     finally:
         for s in stores:
             await s.close()
