@@ -85,6 +85,8 @@ class FieldsFound:
 
 def fold(text: str) -> str:
     """Lower case, no accents, single spaces: how labels are compared."""
+    if text.isascii():
+        return " ".join(text.lower().split())
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return " ".join("".join(ch for ch in decomposed if not unicodedata.combining(ch)).split())
 

@@ -38,6 +38,7 @@ __all__ = ["FormNotification", "is_boilerplate", "read_notification"]
 SHORT_MAX = 200
 SUBJECT_MAX = 2_000
 NO_MESSAGE = "(the form was sent without a message)"
+BOILERPLATE_MAX = 300
 
 _SITE_LOCAL = re.compile(
     r"^(?:wordpress|wp|www-?data|wwwrun|www|apache2?|nginx|httpd|php|web|webmaster|website|site|"
@@ -105,6 +106,12 @@ _NOTIFICATION_SUBJECT = re.compile(
 )
 _PHP_HEADERS = ("x-php-originating-script", "x-php-script", "x-php-filename")
 _PHP_MAILERS = re.compile(r"phpmailer|wordpress|wpmailsmtp|wp mail smtp", re.IGNORECASE)
+# Every marker line holds one of these (lower case). Plain substring tests: a regex
+# alternation over a whole body costs as much as the rest of the parse.
+_MARKER_HINTS = ("form ", "form\n", "forms", "form:", "form.", "form,", "form'", "form\"", "formul",
+                 "submission", "envio", "envío", "powered by", "elementor", "wpforms", "squarespace",
+                 "webflow", "wix")
+_CELLS = re.compile(r"<(?:td|th|dt|dd)\b", re.IGNORECASE)
 _FORM_WORD = re.compile(r"\b(?:forms?|formulario|formularios|submission|submissions|envio)\b")
 _FORM_NAME = re.compile(r"\b(?:form|formulario)\s+[\"'“‘«]([^\"'”’»]{1,100})[\"'”’»]", re.IGNORECASE)
 _LABELLED = re.compile(r"^[^:@\n]{1,60}:\s*\S")
@@ -128,7 +135,8 @@ class FormNotification:
 
 
 def is_boilerplate(line: str) -> bool:
-    return bool(_BOILERPLATE.match(fold(line).lstrip("-–—*•·> ")))
+    """A form tool's header or footer line (these are short: a long line is someone's text)."""
+    return len(line) <= BOILERPLATE_MAX and bool(_BOILERPLATE.match(fold(line).lstrip("-–—*•·> ")))
 
 
 def _one_line(value: str, limit: int) -> str:
@@ -187,10 +195,26 @@ def _has_marker(found: FieldsFound, subject: str, header: Callable[[str], str | 
     return bool(_PHP_MAILERS.search(header("x-mailer") or ""))
 
 
+def _may_have_marker(body: str, html_parts: Iterable[str], subject: str,
+                     header: Callable[[str], str | None]) -> bool:
+    """A cheap first look for ``_has_marker``: False means no marker can be found."""
+    if _NOTIFICATION_SUBJECT.match(fold(subject)) or any(header(h) is not None for h in _PHP_HEADERS):
+        return True
+    if _PHP_MAILERS.search(header("x-mailer") or ""):
+        return True
+    for text in (body, *html_parts):
+        lowered = text.lower()
+        if any(hint in lowered for hint in _MARKER_HINTS):
+            return True
+    return False
+
+
 def _best_fields(body: str, html_parts: Iterable[str]) -> FieldsFound:
     found = read_fields(body, is_boilerplate)
     best = len(found.kinds() & CONTACT_KINDS)
     for html in html_parts:
+        if not _CELLS.search(html):
+            continue  # no table or definition list: the text lines already hold it all
         table = read_html_fields(html)
         kinds = {f.kind for f in table} & CONTACT_KINDS
         if len(kinds) >= max(best, 2):
@@ -226,6 +250,10 @@ def read_notification(
     domains = frozenset(d.lower().lstrip("@").rstrip(".") for d in own_domains)
     configured = bool(from_addr) and sender_matches(from_addr, form_senders)
     site = configured or (bool(from_addr) and _site_like(from_addr, own, domains))
+    if not site and ("@" not in body or not _may_have_marker(body, html_parts, subject, header)):
+        # A person's mail, the common case: without a site-like sender only a marker plus a
+        # visitor address in the fields make a notification, so no field reading at all.
+        return None
     human_reply = None
     if len(reply_to) == 1 and _usable(reply_to[0][1], from_addr, own):
         human_reply = reply_to[0]
