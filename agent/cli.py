@@ -12,7 +12,8 @@ import sys
 from typing import Any
 
 from agent import envfile
-from agent.config import Config, effective, load_config
+from agent.config import Config, load_config
+from agent.config_docs import effective
 from agent.core.models import Category, Priority, State
 from agent.errors import ConfigError, LeadboxError
 

@@ -4,7 +4,7 @@ Every tunable lives in a section model below: its default and its help text are 
 here, as ``Field(default, description=...)``. ``config/agent.toml`` and
 ``leadbox check-config --explain`` are generated from these models (``agent.config_docs``).
 Unknown keys and wrong values stop start-up with a ConfigError naming the key; secrets come only
-from the environment (``Secrets``) and never appear in ``effective()`` unmasked.
+from the environment (``Secrets``) and are masked in every output (``config_docs.effective``).
 
 How to add a setting:
 1. Add a field to its section model with a default, its constraints and a one-sentence
@@ -588,33 +588,3 @@ def _check_cross(config: Config) -> None:
         )
     if "@" not in s.reply.from_address:
         raise ConfigError(f"reply.from_address: not an address (got {s.reply.from_address!r})")
-
-
-def mask(value: str) -> str:
-    if not value:
-        return "(not set)"
-    return "***" + (f" ({len(value)} chars)" if len(value) > 3 else "")
-
-
-def _mask_dsn(url: str) -> str:
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
-
-
-def effective(config: Config) -> dict[str, Any]:
-    """The effective configuration with secrets masked (for check-config)."""
-    out: dict[str, Any] = config.settings.model_dump(mode="json")
-    out["store"]["url"] = _mask_dsn(config.store_url)
-    out["classifier"]["backend"] = config.classifier_backend
-    out["inbox"]["username"] = config.inbox_username
-    secrets = {k: mask(v) for k, v in vars(config.secrets).items()}
-    secrets["database_url"] = _mask_dsn(config.secrets.database_url) if config.secrets.database_url else "(not set)"
-    secrets["email_user"] = config.secrets.email_user or "(not set)"
-    secrets["google_oauth_client_id"] = config.secrets.google_oauth_client_id or "(not set)"
-    out["environment"] = secrets
-    out["source"] = config.source
-    return out

@@ -1,8 +1,9 @@
-"""Settings documentation generated from the models in ``agent.config``.
+"""Settings shown to people: documentation generated from the models in ``agent.config``.
 
 ``leadbox config-template`` prints ``config/agent.toml`` from :func:`template`, and
 ``leadbox check-config --explain`` prints :func:`explain`: both read each key's default and
 help text from the pydantic ``Field(description=...)``, so the help is written once.
+:func:`effective` is what ``leadbox check-config`` prints, secrets masked.
 """
 
 from __future__ import annotations
@@ -115,3 +116,33 @@ def explain(config: Config) -> str:
             out.append(f"    {field.description}")
             out.append(f"    env: {ENV_PREFIX}{name.upper()}__{key.upper()}")
     return "\n".join(out) + "\n"
+
+
+def mask(value: str) -> str:
+    if not value:
+        return "(not set)"
+    return "***" + (f" ({len(value)} chars)" if len(value) > 3 else "")
+
+
+def _mask_dsn(url: str) -> str:
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def effective(config: Config) -> dict[str, Any]:
+    """The effective configuration with secrets masked (for check-config)."""
+    out: dict[str, Any] = config.settings.model_dump(mode="json")
+    out["store"]["url"] = _mask_dsn(config.store_url)
+    out["classifier"]["backend"] = config.classifier_backend
+    out["inbox"]["username"] = config.inbox_username
+    secrets = {k: mask(v) for k, v in vars(config.secrets).items()}
+    secrets["database_url"] = _mask_dsn(config.secrets.database_url) if config.secrets.database_url else "(not set)"
+    secrets["email_user"] = config.secrets.email_user or "(not set)"
+    secrets["google_oauth_client_id"] = config.secrets.google_oauth_client_id or "(not set)"
+    out["environment"] = secrets
+    out["source"] = config.source
+    return out

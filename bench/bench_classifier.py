@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.classifiers.evaluation import evaluate, load_jsonl  # noqa: E402
-from agent.classifiers.llm import OpenAIClassifier  # noqa: E402
-from agent.classifiers.local import LocalClassifier  # noqa: E402
-from tests.fixtures.openai_fake import FakeOpenAIServer  # noqa: E402
+from agent.classifiers.evaluation import evaluate, load_jsonl
+from agent.classifiers.llm import OpenAIClassifier
+from agent.classifiers.local import LocalClassifier
+from tests.fixtures.openai_fake import FakeOpenAIServer
 
 DEFAULT_DATA = str(Path(__file__).resolve().parents[1] / "tests" / "data" / "leads-dev.jsonl")
 HOLDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "classifier" / "holdout.jsonl"

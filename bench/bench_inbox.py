@@ -131,7 +131,7 @@ async def idle_latency(dovecot: DovecotServer, user: str, tmp: Path, n: int) -> 
     await d.start()
     out = tmp / "outbox"
     try:
-        while d.inbox.state().get("idle") != "ok" or d.inbox.state()["state"] != "ok":  # noqa: ASYNC110
+        while d.inbox.state().get("idle") != "ok" or d.inbox.state()["state"] != "ok":
             await asyncio.sleep(0.05)  # state lives in another thread; polling it is the simple way
         await asyncio.sleep(0.3)
         delays = []

@@ -114,7 +114,8 @@ def wrk_split(ports: list[int], seconds: float, connections: int, tag: str) -> d
     def one(i_port: tuple[int, int]) -> dict[str, Any]:
         i, port = i_port
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{per}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(ROOT / "bench/unique_leads.lua"),
+            ["wrk", "-t1", f"-c{per}", f"-d{max(1, round(seconds))}s", "--latency",
+             "-s", str(ROOT / "bench/unique_leads.lua"),
              f"http://127.0.0.1:{port}/leads", "--", f"{tag}-{i}"],
             capture_output=True, text=True, check=True).stdout
         line = next(x for x in out.splitlines() if x.startswith("JSON "))

@@ -27,10 +27,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.core.models import Category, Lead, Priority, State  # noqa: E402
-from agent.errors import TransientError  # noqa: E402
-from agent.mirror.sheets import SheetMirror  # noqa: E402
-from tests.fixtures.sheets_fake import SheetsFake, make_service_account  # noqa: E402
+from agent.core.models import Category, Lead, Priority, State
+from agent.errors import TransientError
+from agent.mirror.sheets import SheetMirror
+from tests.fixtures.sheets_fake import SheetsFake, make_service_account
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

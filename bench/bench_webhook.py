@@ -50,7 +50,8 @@ def start_daemon(tmp: Path, port: int, extra: dict[str, str] | None = None) -> s
            "LEADBOX_LOGGING__LEVEL": "WARNING", "LEADBOX_REPLY__TEMPLATES_DIR": str(ROOT / "config/templates"),
            **(extra or {})}
     p = subprocess.Popen([PY, "-m", "agent.cli", "run", "--config", str(ROOT / "config/agent.toml")],
-                         cwd=tmp, env=env, stdout=open(tmp / "daemon.log", "wb"), stderr=subprocess.STDOUT)
+                         cwd=tmp, env=env, stdout=open(tmp / "daemon.log", "wb"),  # noqa: SIM115 - handed to the child
+                         stderr=subprocess.STDOUT)
     wait_port(port)
     return p
 

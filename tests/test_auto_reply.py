@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,7 @@ def render(ld: Lead, **kw: object) -> email.message.EmailMessage:
     return email.message_from_bytes(out.data, policy=policy.default)  # type: ignore[return-value]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(name=st.text(min_size=1, max_size=200), subject=st.text(max_size=300))
 def test_any_name_and_subject_round_trip_without_injection(name: str, subject: str) -> None:
@@ -45,7 +47,8 @@ def test_any_name_and_subject_round_trip_without_injection(name: str, subject: s
     expected_subject = one_line(subject, 150)
     if expected_subject:
         shown = str(msg["Subject"])
-        assert shown == expected_subject if expected_subject.lower().startswith("re:") else shown == f"Re: {expected_subject}"
+        wanted = expected_subject if expected_subject.lower().startswith("re:") else f"Re: {expected_subject}"
+        assert shown == wanted
     assert msg["Auto-Submitted"] == "auto-replied"
     assert msg.get_content().startswith("Hola")
 

@@ -102,6 +102,7 @@ async def test_good_answer_is_used(openai_server: FakeOpenAIServer, clf: OpenAIC
     assert clf.state()["breaker"] == "closed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("behaviours", "counts_for_breaker"),
     [

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.test_smtp_replies import smtp_env
 
@@ -49,6 +50,7 @@ def lead_of(m: dict[str, Any]) -> str:
     return str(email.message_from_bytes(m["data"], policy=policy.default)["X-Leadbox-Lead"])
 
 
+@pytest.mark.slow
 async def test_sigkill_during_processing_loses_nothing_and_never_answers_twice(
     daemon_process: Any, smtp_server: Any, tmp_path: Path
 ) -> None:
@@ -94,6 +96,7 @@ def _replied_ids(db: Path) -> set[str]:
         return {r[0] for r in con.execute("SELECT id FROM leads WHERE state = 'replied'")}
 
 
+@pytest.mark.slow
 async def test_sigterm_with_work_in_flight_exits_0_and_finishes_later(
     daemon_process: Any, tmp_path: Path
 ) -> None:

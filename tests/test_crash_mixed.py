@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.drivers import LONG, Clock, lead_header, lead_mail, query
 from tests.test_smtp_replies import smtp_env
@@ -124,6 +125,7 @@ def settled(db: Path, emails: int) -> bool:
     return bool(taken == emails and active == 0)
 
 
+@pytest.mark.slow
 async def test_sigkill_mixed_intake_every_lead_once_every_reply_once(
     daemon_process: Any, smtp_server: Any, openai_server: Any, dovecot: Any, tmp_path: Path
 ) -> None:

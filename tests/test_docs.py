@@ -57,6 +57,7 @@ def test_every_cli_command_is_in_the_readme() -> None:
     from agent.cli import build_parser
 
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
+    actions = parser._actions  # noqa: SLF001 - argparse lists subcommands only here
+    sub = next(a for a in actions if a.dest == "command")
     for name in sub.choices:  # type: ignore[union-attr]
         assert f"leadbox {name}" in README, name

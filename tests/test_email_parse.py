@@ -304,6 +304,7 @@ def raw_email(draw: st.DrawFn) -> bytes:
     return sender + draw(mime_part())
 
 
+@pytest.mark.slow
 @settings(
     max_examples=300,
     derandomize=True,

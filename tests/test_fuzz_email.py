@@ -122,6 +122,7 @@ def _seeded(fn: Callable[[bytes], None]) -> Callable[[bytes], None]:
     return seed(int(_SEED))(fn) if _SEED is not None else fn
 
 
+@pytest.mark.slow
 @_seeded
 @_settings()
 @given(HOSTILE_MAIL)
@@ -182,6 +183,7 @@ def hostile_files(rng: random.Random) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_cli_parse_email_on_hostile_files(tmp_path: Path) -> None:
     files = hostile_files(random.Random(20240607))
     assert len(files) >= 20

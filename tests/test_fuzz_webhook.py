@@ -192,7 +192,8 @@ def g_json(rng: random.Random, depth: int = 0) -> Any:
 
 def g_lead(rng: random.Random) -> dict[str, Any]:
     if rng.random() < 0.4:  # a valid lead with at most one hostile but often acceptable field
-        lead: dict[str, Any] = {"name": "Ana " + g_text(rng, 8).strip("\r\n"), "email": f"v{rng.randint(0, 3000)}@example.com",
+        lead: dict[str, Any] = {"name": "Ana " + g_text(rng, 8).strip("\r\n"),
+                                "email": f"v{rng.randint(0, 3000)}@example.com",
                                 "message": "Hola " + g_text(rng, 60)}
         key = rng.choice(["name", "message", "phone", "company", "source", "metadata", "x"])
         lead[key] = g_json(rng) if key == "metadata" else g_field(rng)
@@ -436,6 +437,7 @@ async def _send_batch(t: Target, cases: list[Case]) -> None:
         await _send(t, c)
 
 
+@pytest.mark.slow
 def test_fuzz_webhook_seeded_10k(target: Target) -> None:
     t = target
     rng = random.Random(SEED)
@@ -449,6 +451,7 @@ def test_fuzz_webhook_seeded_10k(target: Target) -> None:
     assert t.sent >= TOTAL and len(t.received) >= 50
 
 
+@pytest.mark.slow
 @settings(max_examples=HYPOTHESIS_EXAMPLES, derandomize=True, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
 @given(rng=st.randoms(use_true_random=False))

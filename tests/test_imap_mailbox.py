@@ -123,6 +123,7 @@ def test_idle_wakes_on_append(dovecot: DovecotServer) -> None:
     mb.close()
 
 
+@pytest.mark.slow
 def test_server_stopped_midway_is_transient_then_recovers(dovecot: DovecotServer) -> None:
     user = dovecot.add_user()
     uid = dovecot.append(user, "INBOX", raw("outage"))

@@ -174,6 +174,7 @@ async def test_uidvalidity_change_rescans_and_dedupes(
     assert leads_count(store) == 6
 
 
+@pytest.mark.slow
 async def test_500_mails_in_one_poll(dovecot: DovecotServer, tmp_path: Path, make_poller: PollerFactory) -> None:
     user = dovecot.add_user()
     c = dovecot.client(user, tls=False)
@@ -186,6 +187,7 @@ async def test_500_mails_in_one_poll(dovecot: DovecotServer, tmp_path: Path, mak
     assert (await store.inbox_outcomes()) == {"lead": 500}
 
 
+@pytest.mark.slow
 async def test_server_killed_mid_batch_loses_nothing(
         dovecot: DovecotServer, tmp_path: Path, make_poller: PollerFactory) -> None:
     user = dovecot.add_user()
@@ -248,7 +250,8 @@ async def test_unparseable_mail_is_quarantined_and_the_next_one_still_taken(
     s = await poller.poll()
     assert s is not None and (s.quarantined, s.leads) == (1, 1)
     rec = [r for r in records(store) if r["outcome"] == "quarantined"]
-    assert len(rec) == 1 and rec[0]["raw"].replace(b"\r\n", b"\n") == garbage and rec[0]["reason"].startswith("unparseable")
+    assert len(rec) == 1 and rec[0]["raw"].replace(b"\r\n", b"\n") == garbage
+    assert rec[0]["reason"].startswith("unparseable")
     await poller._call(lambda: None)  # noqa: SLF001
     c = dovecot.client(user)
     assert c.folder_status("Leads/Quarantine", ["MESSAGES"])[b"MESSAGES"] == 1
@@ -447,7 +450,8 @@ def test_dedupe_key_prefers_message_id_then_hash() -> None:
     assert dedupe_key(with_id, mail(1)) == "mid:<lead-1@empresa1.example>"
     raw = mail(2, message_id=None)
     key = dedupe_key(parse_email(raw), raw)
-    assert key.startswith("sha256:") and key != dedupe_key(parse_email(mail(3, message_id=None)), mail(3, message_id=None))
+    other = mail(3, message_id=None)
+    assert key.startswith("sha256:") and key != dedupe_key(parse_email(other), other)
 
 
 async def test_stop_is_prompt_and_idempotent_without_start(

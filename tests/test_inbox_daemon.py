@@ -12,6 +12,8 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.app.daemon import Daemon
 from tests.fixtures.daemon import DaemonFactory, wait_for
 from tests.fixtures.mailservers import DovecotServer
@@ -131,6 +133,7 @@ async def test_wrong_password_shows_needs_credentials_then_recovers(
     assert (await client.get("/readyz")).status == 200
 
 
+@pytest.mark.slow
 async def test_idle_picks_up_new_mail_quickly(
         dovecot: DovecotServer, tmp_path: Path, make_daemon: DaemonFactory) -> None:
     user = dovecot.add_user()

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import psycopg
+import pytest
 
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.mailservers import DovecotServer
@@ -34,6 +35,7 @@ def inbox_records(url: str) -> int:
         return int(row[0]) if row else 0
 
 
+@pytest.mark.slow
 async def test_one_replica_polls_and_another_takes_over_when_it_dies(
     daemon_process: Any, dovecot: DovecotServer, pg_url: str, tmp_path: Path,
 ) -> None:

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.app.daemon import Daemon
 from agent.core.models import Lead
 from tests.fixtures.daemon import ROOT, base_env, post_lead, settle, wait_for
@@ -64,6 +66,7 @@ async def test_a_good_answer_is_used(
     assert r.status == 200 and (await r.json())["checks"]["classifier"]["breaker"] == "closed"
 
 
+@pytest.mark.slow
 async def test_endpoint_down_falls_back_then_reclassify_updates_without_a_second_reply(
     make_daemon: Any, openai_server: FakeOpenAIServer, tmp_path: Path
 ) -> None:
@@ -155,6 +158,7 @@ LABELED = [
 ]
 
 
+@pytest.mark.slow
 def test_classify_command_local_and_openai(openai_server: FakeOpenAIServer, tmp_path: Path) -> None:
     text = "Mi cuenta no funciona desde ayer, no puedo acceder al panel."
     res = cli(["classify", text], tmp_path)
@@ -172,6 +176,7 @@ def test_classify_command_local_and_openai(openai_server: FakeOpenAIServer, tmp_
     assert openai_server.lead_texts() == [text]
 
 
+@pytest.mark.slow
 def test_eval_command_json_local_and_openai(openai_server: FakeOpenAIServer, tmp_path: Path) -> None:
     data = tmp_path / "labeled.jsonl"
     data.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in LABELED), encoding="utf-8")

@@ -147,6 +147,7 @@ def _assert_view_matches(msg: Message) -> None:
         assert view.get(name.upper()) == header_str(msg, name), name  # memoized, any case
 
 
+@pytest.mark.slow
 @settings(max_examples=300, derandomize=True, deadline=None)
 @given(
     st.lists(
@@ -193,6 +194,7 @@ def test_header_view_on_the_cpython_corpus_and_on_built_messages() -> None:
 _ADDRESS_CHARS = st.sampled_from(list("aZ09.-_'!#=?`~+ <>@,;:()\"\\[]\t") + ["=?utf-8?q?x?=", "é"])
 
 
+@pytest.mark.slow
 @settings(max_examples=500, derandomize=True, deadline=None)
 @given(
     st.one_of(

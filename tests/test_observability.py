@@ -169,6 +169,7 @@ def secret_fragments(info: dict[str, str]) -> list[str]:
     return [*SECRETS.values(), json.dumps(info), info["private_key"], *pem_lines]
 
 
+@pytest.mark.slow
 async def test_run_logs_are_json_lines_without_secrets_or_message_bodies(
     daemon_process: Any, smtp_account: Any, fresh_sheets: SheetsFake, openai_server: FakeOpenAIServer,
     service_account_info: dict[str, str],

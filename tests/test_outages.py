@@ -129,6 +129,7 @@ if LONG:  # more kinds of garbage, only in the long run (each scenario costs ~5 
     SCENARIOS += [("smtp", BYTES), ("sheets", HTTP_429)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("service", "mode"), SCENARIOS, ids=[f"{s}-{m}" for s, m in SCENARIOS])
 async def test_outage_loses_nothing_and_intake_keeps_answering(
     make_daemon: DaemonFactory, smtp_server: Any, openai_server: Any, fresh_sheets: Any,
@@ -171,6 +172,7 @@ async def test_outage_loses_nothing_and_intake_keeps_answering(
     assert max(before + during) < 5.0, "a webhook request took more than 5 s"
 
 
+@pytest.mark.slow
 async def test_slow_smtp_answer_after_data_never_sends_twice(
     make_daemon: DaemonFactory, tls_cert: Any, smtp_server: Any,
 ) -> None:
@@ -203,6 +205,7 @@ async def test_slow_smtp_answer_after_data_never_sends_twice(
         controller.stop()
 
 
+@pytest.mark.slow
 async def test_failed_quit_after_accepted_data_never_sends_twice(
     make_daemon: DaemonFactory, tls_cert: Any, smtp_server: Any,
 ) -> None:

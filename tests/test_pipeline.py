@@ -145,7 +145,9 @@ async def test_reply_ledger_is_closed_when_a_lead_is_replied(make_daemon: Any) -
     for i in range(5):
         await post(c, name="Ana", email=f"ledger{i}@example.com", message=SALES)
     await wait_for(lambda: all_final(d, 5))
-    statuses = await d.store._run(lambda: [r[0] for r in d.store.db.execute("SELECT status FROM replies")])  # type: ignore[attr-defined]
+    store: Any = d.store
+    statuses = await store._run(  # noqa: SLF001 - read the ledger table itself
+        lambda: [r[0] for r in store.db.execute("SELECT status FROM replies")])
     assert statuses == ["sent"] * 5
 
 

@@ -175,6 +175,7 @@ async def check_exactly_once(url: str, counter: RenameCounter, n: int) -> None:
     assert {name.removeprefix("reply-").split("_", 1)[0] for name in written} == ids
 
 
+@pytest.mark.slow
 async def test_three_replicas_dedupe_and_survive_a_sigkill(cluster: Any, pg_url: str) -> None:
     """500 requests (50 addresses sent twice, at once, to two replicas) -> 450 leads, one reply each.
 
@@ -226,6 +227,7 @@ async def queue_empty(url: str) -> bool:
     return bool(rows[0][0] == 0)
 
 
+@pytest.mark.slow
 async def test_postgres_restart_loses_nothing(cluster: Any, pg_url: str) -> None:
     """PostgreSQL goes down and comes back while two replicas take and answer leads.
 

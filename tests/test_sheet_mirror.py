@@ -150,7 +150,8 @@ async def test_formula_looking_and_unicode_text_stays_as_sent(
     assert fresh_sheets.cell_kinds()[1] == ["text"] * 7
 
 
-async def test_fake_can_tell_user_entered_from_raw(fresh_sheets: SheetsFake, service_account_info: dict[str, str]) -> None:
+async def test_fake_can_tell_user_entered_from_raw(fresh_sheets: SheetsFake,
+                                                   service_account_info: dict[str, str]) -> None:
     """Guard for the test above: the fake really would turn USER_ENTERED "=..." into a formula."""
     import gspread
     from google.oauth2 import service_account
@@ -334,6 +335,7 @@ async def test_start_while_down_then_mirror_opens_later(
     assert fresh_sheets.rows()[0] == DEFAULT_COLUMNS and len(data_rows(fresh_sheets)) == 1
 
 
+@pytest.mark.slow
 async def test_batch_flush_by_size(make_mirror: MirrorFactory, fresh_sheets: SheetsFake) -> None:
     m = make_mirror(batch_size=10, flush_seconds=3600, quiet_seconds=3600)
     await m.start()

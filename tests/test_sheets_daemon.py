@@ -161,6 +161,7 @@ def db_row(db: Path, lead_id: str) -> tuple[str, str | None]:
     return str(state), mirror
 
 
+@pytest.mark.slow
 async def test_crash_between_append_and_mirrored_mark_still_one_row_after_restart(
     daemon_process: Any, fresh_sheets: SheetsFake, service_account_info: dict[str, str], tmp_path: Path
 ) -> None:
@@ -232,6 +233,7 @@ def data_rows_or_none(server: SheetsFake) -> list[list[str]]:
         return []
 
 
+@pytest.mark.slow
 async def test_catch_up_job_mirrors_leads_deferred_while_the_sheet_was_down(
     make_daemon: Any, fresh_sheets: SheetsFake, service_account_info: dict[str, str], tmp_path: Path
 ) -> None:
@@ -314,6 +316,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
                           cwd=cwd, env=full, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_leadbox_run_with_required_broken_credentials_exits_2_with_a_clean_message(
     fresh_sheets: SheetsFake, service_account_info: dict[str, str], tmp_path: Path
 ) -> None:
@@ -326,6 +329,7 @@ def test_leadbox_run_with_required_broken_credentials_exits_2_with_a_clean_messa
     assert "Traceback" not in out and "BEGIN PRIVATE KEY" not in out
 
 
+@pytest.mark.slow
 def test_sheets_check_prints_title_worksheet_and_header(
     fresh_sheets: SheetsFake, service_account_info: dict[str, str], tmp_path: Path
 ) -> None:
@@ -338,6 +342,7 @@ def test_sheets_check_prints_title_worksheet_and_header(
     assert fresh_sheets.calls["values_append"] == fresh_sheets.calls["values_update"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("setting", "value", "needle"), [
     ("worksheet", "NoSuchTab", "NoSuchTab"),
     ("spreadsheet", "no-such-spreadsheet", "not found"),

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.drivers import query
 
 
@@ -34,6 +36,7 @@ def _closed_within(sock: socket.socket, budget: float, trickle: bytes) -> float 
     return None
 
 
+@pytest.mark.slow
 def test_slow_headers_and_idle_connections_are_closed(daemon_process: Any) -> None:
     d = daemon_process({"LEADBOX_HTTP__READ_TIMEOUT": "1"})
     d.start()
@@ -123,6 +126,7 @@ def _assert_still_serving(port: int) -> None:
         assert _status(_read_answer(s, 10)) == 202
 
 
+@pytest.mark.slow
 def test_oversized_bodies_are_refused_without_reading_them(daemon_process: Any, tmp_path: Path) -> None:
     d = daemon_process()
     d.start()

@@ -319,6 +319,7 @@ async def test_poller_writes_one_transaction_per_fetched_batch(
         await inner.close()
 
 
+@pytest.mark.slow
 async def test_poller_parses_a_backlog_in_worker_processes(dovecot: DovecotServer, tmp_path: Path) -> None:
     """The process-pool path (the default with 3+ cores) gives the same records as the thread."""
     user = dovecot.add_user()

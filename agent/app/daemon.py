@@ -228,7 +228,7 @@ class Daemon:
         try:
             await asyncio.wait_for(self.store.ping(), timeout=2.0)
             parts["store"] = {"state": "ok"}
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failure means the store is not ready
             parts["store"] = {"state": "down", "reason": type(e).__name__}
             ok = False
         running = bool(self._started and self.scheduler.running and not self.stopping)

@@ -204,7 +204,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a bad format string: keep the template, drop the args
+        except Exception:  # noqa: BLE001 - a bad format string: keep the template, drop the args
             message = str(record.msg)
         record.msg = self.redact(message)
         record.args = None

@@ -64,7 +64,7 @@ class _QueueDepthCollector(Collector):
         if self.callback is not None:
             try:
                 self.value = float(self.callback())
-            except Exception:  # keep the last value; /readyz reports the store itself
+            except Exception:  # noqa: BLE001 - keep the last value; /readyz reports the store itself
                 pass
         yield GaugeMetricFamily(
             "leadbox_queue_depth",

@@ -199,7 +199,7 @@ class OpenAIClassifier:
         except openai.OpenAIError as exc:
             self._failed(exc)
             return await self._fall_back(text, subject, type(exc).__name__)
-        except Exception as exc:  # noqa: BLE001 - a lead is never lost to an adapter bug
+        except Exception as exc:  # a lead is never lost to an adapter bug
             log.exception("openai classifier: unexpected error")
             self._failed(exc)
             return await self._fall_back(text, subject, type(exc).__name__)

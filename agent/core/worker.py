@@ -136,7 +136,7 @@ class Worker:
             except asyncio.CancelledError:
                 await store.update(lead, release=True)
                 raise
-            except Exception as e:  # a bug or an unexpected reply: keep the traceback, retry
+            except Exception as e:  # noqa: BLE001 - a bug or an unexpected reply: keep the traceback, retry
                 tb = traceback.format_exc(limit=5)
                 log.error("step crashed", extra={"lead_id": lead.id, "state": lead.state.value,
                                                  "reason": f"{step.name}: {type(e).__name__}"})

@@ -61,7 +61,7 @@ class IntakeBatcher:
                 del self._pending[: self.max_batch]
                 try:
                     results = await self.store.intake_many([item for item, _ in batch])
-                except Exception as e:  # the store is down: every waiter gets the error
+                except Exception as e:  # noqa: BLE001 - the store is down: every waiter gets the error
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(e)

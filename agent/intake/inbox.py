@@ -347,7 +347,7 @@ class InboxPoller:
             log.error("inbox: configuration problem", extra={"mailbox": self.mailbox, "reason": str(e)})
             self._schedule_at(CREDENTIALS_RETRY)
             return False
-        except Exception as e:  # noqa: BLE001 - network, server, store: back off and retry, forever
+        except Exception as e:  # network, server, store: back off and retry, forever
             self._failures += 1
             delay = backoff_delay(self._failures, BACKOFF_BASE, BACKOFF_MAX)
             reason = f"{type(e).__name__}: {e}"[:500]
