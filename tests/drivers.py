@@ -188,7 +188,7 @@ class SlowSink:
         self.messages: list[bytes] = []
         self._lock = threading.Lock()
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content
         with self._lock:
             self.messages.append(content if isinstance(content, bytes) else str(content).encode())
@@ -199,7 +199,7 @@ class SlowSink:
 class DropAfterDataSink(SlowSink):
     """Takes each message and answers 250, then drops the connection: the client's QUIT fails."""
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         status = await super().handle_DATA(server, session, envelope)
         transport = server.transport
         if transport is not None:

@@ -44,7 +44,8 @@ async def test_one_reply_per_mailbox_across_address_variants(make_daemon: Any, t
 
 async def test_gmail_dot_and_tag_variants_get_one_reply(make_daemon: Any, tmp_path: Path) -> None:
     d, c = await make_daemon()
-    for e in ["victim@gmail.com", "v.ictim@gmail.com", "vi.ct.im@gmail.com", "victim+1@gmail.com", "victim+x@gmail.com"]:
+    for e in ["victim@gmail.com", "v.ictim@gmail.com", "vi.ct.im@gmail.com", "victim+1@gmail.com",
+              "victim+x@gmail.com"]:
         await post(c, {"name": "Vic", "email": e, "message": "Hola, quiero un presupuesto"})
     await wait_for(lambda: all_final(d), what="leads processed")
     assert len(outbox(tmp_path)) <= 1
@@ -54,7 +55,8 @@ async def test_global_cap_holds_replies_back(make_daemon: Any, tmp_path: Path) -
     """Over reply.max_per_hour the rest wait for the window (tests/test_sending_limits.py has the rest)."""
     d, c = await make_daemon({"LEADBOX_REPLY__MAX_PER_HOUR": "3"})
     for i in range(8):
-        assert (await post(c, {"name": "A", "email": f"cap{i}@example.com", "message": "Hola, un presupuesto"}))[0] == 202
+        lead = {"name": "A", "email": f"cap{i}@example.com", "message": "Hola, un presupuesto"}
+        assert (await post(c, lead))[0] == 202
 
     async def held() -> bool:
         leads, _ = await d.store.list(reply_status="waiting", limit=50)

@@ -192,10 +192,11 @@ def test_every_option_of_every_command_has_help() -> None:
     from agent.cli import build_parser
 
     parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
+    actions = parser._actions  # noqa: SLF001 - argparse lists options only here
+    sub = next(a for a in actions if a.dest == "command")
     missing = []
     for name, sp in sub.choices.items():  # type: ignore[union-attr]
-        for action in sp._actions:
+        for action in sp._actions:  # noqa: SLF001 - argparse lists options only here
             if action.dest != "help" and not (action.help or "").strip():
                 missing.append(f"{name} {action.option_strings or action.dest}")
     assert not missing, f"options without help: {missing}"

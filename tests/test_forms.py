@@ -118,7 +118,8 @@ async def test_multipart_form_and_its_refusals(make_daemon: Any) -> None:
 
     file_part = (b'Content-Disposition: form-data; name="cv"; filename="cv.pdf"\r\n'
                  b"Content-Type: application/pdf\r\n\r\n%PDF-1.4 ...")
-    r = await c.post("/leads", data=multipart(field("email", "x@example.com"), file_part), headers={"Content-Type": ctype})
+    r = await c.post("/leads", data=multipart(field("email", "x@example.com"), file_part),
+                     headers={"Content-Type": ctype})
     assert r.status == 422
     assert (await r.json())["errors"][0] == {"field": "cv", "message": "file uploads are not accepted"}
     latin1 = (b'Content-Disposition: form-data; name="message"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
@@ -145,7 +146,8 @@ async def test_repeated_fields_and_non_utf8_forms_are_clear_errors(make_daemon: 
 async def test_form_limits_and_auth_are_the_same_as_json(make_daemon: Any) -> None:
     _, c = await make_daemon({"LEADBOX_HTTP__MAX_BODY_BYTES": "2048"})
     big = "name=A&email=a%40example.com&message=" + "x" * 4000
-    r = await c.post("/leads", data=big, headers={"Content-Type": FORM, "Accept": BROWSER_ACCEPT, "Accept-Language": "en"})
+    r = await c.post("/leads", data=big,
+                     headers={"Content-Type": FORM, "Accept": BROWSER_ACCEPT, "Accept-Language": "en"})
     assert r.status == 413 and r.content_type == "text/html" and "too long" in await r.text()
     _, c2 = await make_daemon({"LEADBOX_HTTP__WEBHOOK_AUTH": "bearer", "LEADBOX_WEBHOOK_SECRET": "s3cret"})
     form = "name=A&email=a%40example.com&message=hola"

@@ -40,7 +40,7 @@ class Pages:
         pages = self.pages
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:  # http.server's naming
                 body = pages.get(self.path.split("?")[0], "not found").encode()
                 self.send_response(200 if self.path.split("?")[0] in pages else 404)
                 self.send_header("Content-Type", "text/html; charset=utf-8")

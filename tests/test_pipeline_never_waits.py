@@ -33,7 +33,8 @@ async def test_201_leads_finish_and_all_rows_arrive_with_an_hour_long_flush_time
         message = ("Gana dinero rápido con bitcoin, haz click aquí" if i % 10 == 0
                    else f"Hola, ¿me pueden enviar un presupuesto para la tienda {i}?")
         r = await c.post("/leads", headers={"Content-Type": "application/json"},
-                         data=json.dumps({"name": f"Cliente {i}", "email": f"c{i}@cliente.example", "message": message}))
+                         data=json.dumps({"name": f"Cliente {i}", "email": f"c{i}@cliente.example",
+                                          "message": message}))
         assert r.status == 202, await r.text()
         ids.append((await r.json())["id"])
 

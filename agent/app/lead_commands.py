@@ -57,7 +57,8 @@ def normalize_filter(config: Config, option: str, value: str | None) -> str | No
             return key
     named = ", ".join(allowed)
     aliases = ", ".join(labels[k] for k in allowed if k in labels)
-    raise UsageError(f"--{option}: {value!r} is not one of {named}" + (f" (or the labels {aliases})" if aliases else ""))
+    also = f" (or the labels {aliases})" if aliases else ""
+    raise UsageError(f"--{option}: {value!r} is not one of {named}{also}")
 
 
 def _next_page_command(args: argparse.Namespace, cursor: str, filters: Mapping[str, str | None]) -> str:

@@ -33,7 +33,8 @@ def bind_listeners(host: str, port: int) -> list[socket.socket]:
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
-        raise LeadboxError(f"cannot listen on {_where(host, port)}: http.host does not resolve ({e.strerror})") from None
+        raise LeadboxError(
+            f"cannot listen on {_where(host, port)}: http.host does not resolve ({e.strerror})") from None
     socks: list[socket.socket] = []
     seen: set[tuple[int, object]] = set()
     try:

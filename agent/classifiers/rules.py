@@ -42,7 +42,8 @@ RULES: dict[Category, dict[str, str]] = {
                quiero una web, quiero una pagina, quiero una app, necesito una web,
                interesado en sus servicios, interesada en sus servicios, sus servicios de
             1.5: interesado, interesada, interesados
-            1: migrar, me gustaria, reunion, llamada, lo hacen, plazo, plazos, automatizar, necesitamos, necesito, queremos, app, aplicacion, pagina web, sitio web,
+            1: migrar, me gustaria, reunion, llamada, lo hacen, plazo, plazos, automatizar,
+               necesitamos, necesito, queremos, app, aplicacion, pagina web, sitio web,
                tienda online, sistema, chatbot, integrar, integracion, mantenimiento, a mano,
                manualmente, proyecto, cuanto, cobran, alcanza, alta
         """,
@@ -64,7 +65,8 @@ RULES: dict[Category, dict[str, str]] = {
         "pt": """
             3: orcamento*, proposta, cotacao, quanto custa, quanto custaria, contratar*,
                demonstracao, quanto fica, quanto sai, quanto cobram
-            2: agendar uma reuniao, voces fazem, reuniao, preco, precos, gostaria de um, gostaria de uma, gostariamos, queremos,
+            2: agendar uma reuniao, voces fazem, reuniao, preco, precos, gostaria de um,
+               gostaria de uma, gostariamos, queremos,
                desenvolver, pacote, pacotes, plano, teste gratis
             1: automatizar, aplicativo, site, sistema, integracao, projeto, mais ou menos,
                fazem, loja virtual, falar sobre
@@ -130,7 +132,8 @@ RULES: dict[Category, dict[str, str]] = {
                trabajan con, para consultas, referidos, acuerdo de referidos, sin coste,
                sin costo, sin ningun coste, podcast, estan contratando, portfolio, portafolio,
                mi cv, atienden los, abiertos
-            2: convenio, sabados, domingos, festivos, fundador*, tecnologias, oficina, remoto, estudiante, estudiantes, universidad, curso, cursos, que hacen,
+            2: convenio, sabados, domingos, festivos, fundador*, tecnologias, oficina, remoto,
+               estudiante, estudiantes, universidad, curso, cursos, que hacen,
                que lenguajes, que diferencia, quisiera saber, fuera de, partner, partners, socio,
                articulo, preguntas, evento, organizadores, hacen webs, numero de
             1: informacion, info, whatsapp, telefono, direccion, blog, principiantes, api
@@ -139,7 +142,8 @@ RULES: dict[Category, dict[str, str]] = {
             5: reporter, journalist, for an article, for a story
             3: office hours, opening hours, business hours, located, location, where are you,
                what does your company do, what do you do, who founded, founded, hiring,
-               job, jobs, career*, vacanc*, resume, intern, internship, press, interview, hackathon, mentor, volunteer, speaker,
+               job, jobs, career*, vacanc*, resume, intern, internship, press, interview, hackathon,
+               mentor, volunteer, speaker,
                referral program, partner program, partner or referral, case study, curious,
                docs, documentation, about your company, your team fully remote, podcast,
                no cost, at no cost, free of charge, internships, founder*, are you open,
@@ -198,7 +202,8 @@ RULES: dict[Category, dict[str, str]] = {
                verify your, account will be suspended, suspended, returns guaranteed,
                click here, singles, qualified sales meetings, qualified leads,
                lead generation, free sample, business proposal, benefit both of us,
-               has been limited, restore access, log in here, instagram followers, buy followers, secure link, review and pay, pay now,
+               has been limited, restore access, log in here, instagram followers, buy followers,
+               secure link, review and pay, pay now,
                confirm your identity, unusual activity, account has been locked,
                gift card, claim now, selected to receive, been selected, increase your sales,
                hire dedicated developers, dedicated developers, offshore, web traffic
@@ -206,7 +211,8 @@ RULES: dict[Category, dict[str, str]] = {
                verified, expires today, we help agencies, we help companies, our service,
                our services, sdr, outbound, 15 min chat, worth a 15, meet you tonight,
                the late, deposit, next week, sign up, earn, claims agent, email list,
-               list of, we can pay, can pay, reply for, dear friend, followers, likes, cheap, pay via, locked, freelance,
+               list of, we can pay, can pay, reply for, dear friend, followers, likes, cheap,
+               pay via, locked, freelance,
                i can build, i can redesign, i can help you, we can help you, marketing agency,
                facebook ads, limited time, today only, more customers, outsourc*, your sales,
                attached is your invoice, your invoice

@@ -40,7 +40,8 @@ _MONEY_OFFER_RE = re.compile(
 #: "$15/hour", "4 USD la hora", "99€ al mes": a rate someone is selling us.
 _MONEY_RATE_RE = re.compile(
     r"(?:" + _MONEY + r")\s*(?:usd\s*)?(?:/\s*(?:h|hr|hour|mes|month|mo)\b|per hour|per month|"
-    r"an hour|a month|la hora|por hora|al mes|por mes|a hora|per week|a week|por semana|a la semana|al dia|per day|a day)",
+    r"an hour|a month|la hora|por hora|al mes|por mes|a hora|per week|a week|por semana|"
+    r"a la semana|al dia|per day|a day)",
     re.IGNORECASE,
 )
 #: "$15 million", "US$ 12,500,000": sums no real lead mentions in a first contact.

@@ -107,7 +107,8 @@ def label_kind(label: str) -> str | None:
 def _label_like(text: str) -> bool:
     """Short, starts with a letter, no sentence punctuation inside: could be a form label."""
     text = text.strip().rstrip(":：").strip("*").strip()
-    if not text or text.endswith((".", ",", ";", "!")) or len(text) > LABEL_MAX or len(text.split()) > 6 or not (text[0].isalpha() or text[0] in "¿¡"):
+    if (not text or text.endswith((".", ",", ";", "!")) or len(text) > LABEL_MAX or len(text.split()) > 6
+            or not (text[0].isalpha() or text[0] in "¿¡")):
         return False
     return not any(mark in text for mark in (". ", "http", "@", "<", ">", "/", ",", ";", "!"))
 

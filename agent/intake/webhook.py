@@ -165,8 +165,8 @@ async def _post_lead(request: web.Request, d: WebhookHost,
         return _refuse(request, html, 403, [FieldError("Origin", "missing or not in http.cors_origins")], headers)
     cl = request.content_length
     if cl is not None and cl > s.max_body_bytes:
-        return _refuse(request, html, 413, [FieldError("body", f"request body too large (limit {s.max_body_bytes} bytes)")],
-                       headers)
+        too_large = FieldError("body", f"request body too large (limit {s.max_body_bytes} bytes)")
+        return _refuse(request, html, 413, [too_large], headers)
     try:
         if request.content.is_eof():  # the usual case: a small body arrived with the headers
             body = await request.read()
@@ -202,8 +202,8 @@ async def _post_lead(request: web.Request, d: WebhookHost,
         res = await d.intake.submit(result)
     except Exception as e:  # noqa: BLE001 - whatever the store raised: 503, nothing stored
         log.error("intake not stored", extra={"reason": f"{type(e).__name__}: {e}"})
-        return _refuse(request, html, 503, [FieldError("server", "storage unavailable; nothing was stored, please retry")],
-                       {"Retry-After": "10", **headers})
+        unavailable = FieldError("server", "storage unavailable; nothing was stored, please retry")
+        return _refuse(request, html, 503, [unavailable], {"Retry-After": "10", **headers})
     if html:
         resp = cors.html_success(request, forms.thank_you_url, s.public_url, None, headers)
     # Ids are [a-z0-9]: the answer is formatted directly (the hot path skips json.dumps).

@@ -192,7 +192,8 @@ class SmtpTransport:
             code = f"{v.code} {v.enhanced}" if v.enhanced else str(v.code)
             if v.kind == "credentials":
                 self._state = {"state": "needs_credentials", "since": time.time(),
-                               "reason": "SMTP login refused: check EMAIL_USER / EMAIL_PASS (an app password for Gmail)"}
+                               "reason": "SMTP login refused: check EMAIL_USER / EMAIL_PASS "
+                                         "(an app password for Gmail)"}
                 raise TransientError("smtp: login refused (needs credentials)", retry_after=300) from None
             if v.kind == "recipient":
                 self._state = {"state": "ok"}

@@ -33,7 +33,8 @@ def load_credentials(json_text: str | None, path: str | None) -> dict[str, Any]:
         except FileNotFoundError:
             raise ConfigError(f"{source}: no such file; point it at the service account's JSON key file") from None
         except OSError as exc:
-            raise ConfigError(f"{source}: cannot be read ({exc.strerror}); check the path and its permissions") from None
+            raise ConfigError(
+                f"{source}: cannot be read ({exc.strerror}); check the path and its permissions") from None
     else:
         raise ConfigError(
             "sheets: no credentials; set GOOGLE_CREDENTIALS_JSON to the service account's JSON key, "
@@ -66,7 +67,8 @@ def validate_info(info: Any, source: str) -> None:
     try:
         make_credentials(info)
     except (ValueError, TypeError):
-        raise ConfigError(f"{source}: private_key could not be loaded; download a fresh key for the service account") from None
+        raise ConfigError(
+            f"{source}: private_key could not be loaded; download a fresh key for the service account") from None
 
 
 def make_credentials(info: dict[str, Any]) -> service_account.Credentials:

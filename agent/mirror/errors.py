@@ -115,7 +115,8 @@ def classify(exc: BaseException, *, client_email: str, spreadsheet: str) -> Fail
         if status == 404:
             return Failure(
                 Kind.NOT_FOUND,
-                f"sheets: spreadsheet not found — check sheets.spreadsheet ({spreadsheet!r} is no spreadsheet this account can see)",
+                f"sheets: spreadsheet not found — check sheets.spreadsheet "
+                f"({spreadsheet!r} is no spreadsheet this account can see)",
             )
         if status == 401:
             return Failure(

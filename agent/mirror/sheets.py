@@ -307,7 +307,7 @@ class SheetMirror:
                 await self._call(self._append_sync, [p.row for p in batch])
             except LeadboxError as exc:  # from _ensure_open: already classified and recorded
                 failure = failure_from_error(exc)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - _failure() classifies every other error
                 failure = self._failure(exc)
                 self._note_failure(failure)
             else:
@@ -323,7 +323,8 @@ class SheetMirror:
                 delay = min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
                 delay *= 1 + random.random() / 4  # spread replicas apart
             closing = self._batcher.closing
-            if failure.kind is not Kind.TRANSIENT or attempt > self._max_retries or delay > self._backoff_max or closing:
+            if (failure.kind is not Kind.TRANSIENT or attempt > self._max_retries or delay > self._backoff_max
+                    or closing):
                 if failure.kind is Kind.TRANSIENT:
                     # Fail fast for a while: what is queued behind would only wait to fail too.
                     cool = max(self._cooldown_seconds, failure.retry_after or 0.0)
