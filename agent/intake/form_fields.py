@@ -317,14 +317,21 @@ def read_html_fields(html_text: str) -> list[FormField]:
         return []
     pairs: list[tuple[str, str]] = [(a, b) for a, b in parser.pairs if b != "\0"]
     rows = [[_squash(c) for c in row if _squash(c)] for row in parser.rows]
+
+    def label_row(i: int, known: bool) -> bool:
+        """Row i is a label alone, row i + 1 its value alone (Wix, Gravity Forms)."""
+        if not (len(rows[i]) == 1 and i + 1 < len(rows) and len(rows[i + 1]) == 1 and _label_like(rows[i][0])):
+            return False
+        return label_kind(rows[i + 1][0]) is None and (not known or label_kind(rows[i][0]) is not None)
+
+    # With two known labels in that layout, the unknown ones in it are labels too ("Service Needed").
+    alternating = sum(1 for i in range(len(rows)) if label_row(i, known=True)) >= 2
     i = 0
     while i < len(rows):
         row = rows[i]
         if len(row) == 2 and _label_like(row[0]):
             pairs.append((row[0], row[1]))
-        elif (len(row) == 1 and i + 1 < len(rows) and len(rows[i + 1]) == 1
-              and _label_like(row[0]) and label_kind(row[0]) is not None
-              and label_kind(rows[i + 1][0]) is None):
+        elif label_row(i, known=not alternating):
             pairs.append((row[0], rows[i + 1][0]))
             i += 1
         i += 1

@@ -80,8 +80,13 @@ _BOILERPLATE = re.compile(
     r"(?:mensaje|mensagem|envio)"
     r"|reply (?:directly )?to this (?:e-?mail|message)"
     r"|(?:responde|responda) (?:directamente )?(?:a )?este (?:correo|mensaje|e-?mail)"
-    r"|(?:view|see|manage|ver|gestionar|visualizar) (?:this |all |the )?(?:submission|submissions|entry|entries|"
-    r"envio|envios|entrada|entradas)\b"
+    r"|(?:view|see|manage|ver|gestionar|visualizar)\b.{0,30}\b(?:submission|submissions|entry|entries|record|"
+    r"contact|envio|envios|entrada|entradas|registro|contacto|contato)\b"
+    r"|mark (?:this |it )?as spam|marcar como spam"
+    r"|submitted (?:on|by|values|at)\b|submitted \d|(?:enviado|enviada) (?:el|em|en) \d"
+    r"|the results of this submission|someone (?:just )?submitted|here'?s what they had to say"
+    r"|(?:this is an? )?(?:enquiry|inquiry) e-?mail via|esta es una consulta (?:por correo )?enviada desde"
+    r"|esta e uma consulta (?:por e-?mail )?(?:enviada )?(?:atraves|a partir) de"
     r"|unsubscribe\b|to (?:stop|change|manage) (?:receiving )?(?:these )?(?:notifications|emails)"
     r")"
 )
@@ -93,7 +98,9 @@ _TOOL_PHRASES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("wpforms", re.compile(r"wpforms")),
     ("shopify", re.compile(r"new message from your online store'?s contact form")),
     ("squarespace", re.compile(r"\(sent via squarespace\)|sent via form submission from")),
-    ("webflow", re.compile(r"received a new form submission|webflow")),
+    ("webflow", re.compile(r"your site .{1,80} received a new form submission|webflow")),
+    ("drupal-webform", re.compile(r"submitted values are")),
+    ("joomla", re.compile(r"(?:enquiry|inquiry) e-?mail via|consulta por correo enviada desde")),
     ("wix", re.compile(r"wix forms|via wix")),
 )
 _SERVICE_TOOLS = {"@shopify.com": "shopify", "@wix.com": "wix", "@squarespace.com": "squarespace",
@@ -102,7 +109,7 @@ _SERVICE_TOOLS = {"@shopify.com": "shopify", "@wix.com": "wix", "@squarespace.co
 _NOTIFICATION_SUBJECT = re.compile(
     r"^(?:\[[^\]]*\]\s*)?(?:new (?:form )?(?:entry|submission|message|lead|contact)|form submission|"
     r"(?:nuevo|nueva) (?:mensaje|envio|entrada|contacto)|(?:novo|nova) (?:mensagem|envio|contato)|"
-    r"contact form|formulario de contact[oa]|got a new)",
+    r"contact form|formulario de contact[oa]|got a new|(?:webform )?submission from)",
 )
 _PHP_HEADERS = ("x-php-originating-script", "x-php-script", "x-php-filename")
 _PHP_MAILERS = re.compile(r"phpmailer|wordpress|wpmailsmtp|wp mail smtp", re.IGNORECASE)
@@ -170,12 +177,12 @@ def _email_in(value: str) -> str | None:
 
 
 def _tool(from_addr: str, text: str, subject: str, header: Callable[[str], str | None]) -> str | None:
+    for domain, name in _SERVICE_TOOLS.items():  # a form service's own address says it all
+        if sender_matches(from_addr, frozenset({domain})):
+            return name
     folded = fold(text)
     for name, pattern in _TOOL_PHRASES:
         if pattern.search(folded):
-            return name
-    for domain, name in _SERVICE_TOOLS.items():
-        if sender_matches(from_addr, frozenset({domain})):
             return name
     if any(header(h) is not None for h in _PHP_HEADERS):
         return "php"
@@ -270,6 +277,13 @@ def read_notification(
     return _contact(found, human_reply, from_addr, own, subject, _tool(from_addr, body, subject, header))
 
 
+def _only_contact(line: str, address: str) -> bool:
+    if address.lower() not in line.lower() or len(line) > 160:
+        return False
+    rest = re.sub(re.escape(address), " ", line, flags=re.IGNORECASE)
+    return len(re.sub(r"[<>()\[\]\"',;:]|mailto", " ", rest).split()) <= 4
+
+
 def _contact(found: FieldsFound, human_reply: tuple[str, str] | None, from_addr: str,
              own: frozenset[str], subject: str, tool: str | None) -> FormNotification:
     out = FormNotification()
@@ -336,7 +350,8 @@ def _contact(found: FieldsFound, human_reply: tuple[str, str] | None, from_addr:
                 break
         else:
             out.own_visitor = any(a.strip().lower() in own for a in typed)
-    free = found.free
+    # A line that only repeats the visitor ("Paula Reyes <paula@...>") is not their text.
+    free = [ln for ln in found.free if not (out.email and _only_contact(ln, out.email))]
     message = "\n\n".join(m.strip() for m in messages if m.strip()) or "\n".join(free).strip()
     out.message = message
     out.form["sender"] = from_addr
