@@ -4,8 +4,9 @@ The mails in tests/data/emails/forms were written from the default notification
 formats of each tool (Contact Form 7 es/en, WPForms, Elementor, Shopify,
 Squarespace, Webflow, Wix, a PHP ``mail()`` script, an HTML table, a definition
 list; then Gravity Forms, Ninja Forms, Formspree, Netlify, Drupal Webform, Joomla,
-HubSpot and a hand-made PHP HTML form, written before the reader saw them) with their encodings (RFC 2047 headers, quoted-printable, base64, 8-bit
-Latin-1, HTML-only bodies), plus controls that must stay what they are.
+HubSpot and a hand-made PHP HTML form, written before the reader saw them) with
+their encodings (RFC 2047 headers, quoted-printable, base64, 8-bit Latin-1 and
+Windows-1252, HTML-only bodies), plus controls that must stay what they are.
 """
 
 from __future__ import annotations
