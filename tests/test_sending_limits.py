@@ -133,8 +133,9 @@ async def test_421_bursts_pause_everyone_and_nothing_fails(make_daemon: Any, smt
     pauses = d.svc.transport.pause.pauses  # type: ignore[attr-defined]
     refusals = len(smtp_server.sink.refusals)
     assert pauses >= 1 and refusals >= 1
-    # Each pause stops every sender: at most the sends already in flight meet the 421.
-    assert refusals <= 4 * pauses, (refusals, pauses)
+    # Each pause stops every sender: at most the sends already in flight (4) meet the 421, each
+    # at most twice (a pooled session's 421 is first taken for a dropped session and retried once).
+    assert refusals <= 2 * 4 * pauses, (refusals, pauses)
 
 
 async def test_454_at_login_is_throttling_not_bad_credentials(make_daemon: Any, smtp_server: Any) -> None:
@@ -191,10 +192,9 @@ async def test_caps_hold_replies_back_until_the_window_opens(make_daemon: Any, t
         leads = (await r.json())["leads"]
         return leads if len(leads) == n else []
 
-    async def four_wait() -> bool:
-        return bool(await waiting(4))
-    await wait_for(four_wait, what="4 replies waiting for the daily cap")
-    assert sum(outbox_leads(tmp_path).values()) == 3
+    async def four_wait() -> bool:  # the three replies are written, the other four wait
+        return sum(outbox_leads(tmp_path).values()) == 3 and bool(await waiting(4))
+    await wait_for(four_wait, what="3 replies sent and 4 waiting for the daily cap")
     for x in await waiting(4):
         assert x["state"] == "mirrored" and x["attempts"] == 0 and x["reply"]["reason"].startswith("reply-cap-day")
         until = datetime.fromisoformat(x["reply"]["waiting_until"])

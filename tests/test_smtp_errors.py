@@ -28,6 +28,7 @@ CASES = [
     (451, "4.7.1 Service unavailable", "mail", "throttle"),
     (450, "4.7.1 <a@b.example>: Sender address rejected: Too many messages from sender in last 60", "rcpt", "throttle"),
     (421, "Service not available, closing transmission channel", "connect", "throttle"),
+    (421, "4.4.2 mx.example Error: timeout exceeded", "mail", "transient"),  # an idle session dropped
     # Amazon SES
     (454, "Throttling failure: Maximum sending rate exceeded.", "mail", "throttle"),
     (454, "Throttling failure: Daily message quota exceeded.", "mail", "quota"),

@@ -136,7 +136,7 @@ def classify(code: int, text: str, stage: Stage) -> Verdict:
     if _THROTTLE_TEXT.search(text):
         return verdict("throttle", hint=True)
     # 5. By code alone.
-    if code == 421:  # "service not available, closing channel": for everyone, not this lead
+    if code == 421 and enh not in ("4.4.1", "4.4.2"):  # "closing channel": for everyone, not this lead
         return verdict("throttle", hint=True)
     if code in (450, 451, 452) and enh is not None and enh.startswith("4.7."):  # policy deferral, 451 4.7.1
         return verdict("throttle", hint=True)
