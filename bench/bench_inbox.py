@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 from agent.app.daemon import Daemon  # noqa: E402
 from agent.app.metrics import Metrics  # noqa: E402
 from agent.config import load_config  # noqa: E402
-from agent.intake.inbox import PARSE_RESERVED_CORES, InboxPoller  # noqa: E402
+from agent.intake.inbox import InboxPoller  # noqa: E402
+from agent.intake.parse_pool import PARSE_RESERVED_CORES  # noqa: E402
 from agent.stores.sqlite import SqliteStore  # noqa: E402
 from tests.fixtures.daemon import base_env  # noqa: E402
 from tests.fixtures.mailservers import DovecotServer, make_tls_cert  # noqa: E402
@@ -111,7 +112,7 @@ async def ingest(dovecot: DovecotServer, user: str, tmp: Path, workers: int | No
     await store.open()
     poller = InboxPoller(config, store, Metrics())
     if workers is not None:
-        poller._parse_workers = workers  # noqa: SLF001 - the bench compares the modes
+        poller.parser.workers = workers  # the bench compares the modes
     await poller._call(poller._mb.connect)  # noqa: SLF001 - login is not part of the rate
     rss0 = rss_mb()
     t0 = time.perf_counter()

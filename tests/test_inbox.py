@@ -19,7 +19,8 @@ import pytest
 from agent.app.inbox_commands import backfill, poll_once
 from agent.app.metrics import Metrics
 from agent.config import Config, load_config
-from agent.intake.inbox import InboxPoller, dedupe_key
+from agent.intake.inbox import InboxPoller
+from agent.intake.inbox_record import dedupe_key
 from agent.stores.sqlite import SqliteStore
 from tests.fixtures.daemon import ROOT, base_env
 from tests.fixtures.mailservers import DovecotServer

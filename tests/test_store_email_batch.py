@@ -330,11 +330,11 @@ async def test_poller_parses_a_backlog_in_worker_processes(dovecot: DovecotServe
     store = SqliteStore(config.store_url)
     await store.open()
     poller = InboxPoller(config, store, Metrics())
-    poller._parse_workers = 2  # noqa: SLF001 - force the pool whatever this machine's cores
+    poller.parser.workers = 2  # force the pool whatever this machine's cores
     try:
         s = await poller.poll()
         assert s is not None and (s.fetched, s.leads, s.quarantined) == (131, 130, 1)
-        assert poller._parse_pool is not None  # noqa: SLF001 - the pool really parsed
+        assert poller.parser.pool is not None  # the pool really parsed
         assert await store.inbox_outcomes() == {"lead": 130, "quarantined": 1}
         got = await store.get_by_email("cliente7@empresa7.example")
         assert got is not None and got.name == "Cliente 7" and got.subject == "Cotización 7"

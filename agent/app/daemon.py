@@ -28,7 +28,7 @@ from agent.core.pipeline import ReplyPolicy, Services
 from agent.core.ports import Store
 from agent.core.priority import PriorityRules
 from agent.core.replies import Templates
-from agent.core.text import strip_quotes_and_signature
+from agent.core.states import FINAL_STATES, MirrorStatus
 from agent.core.worker import Worker
 from agent.errors import LeadboxError
 from agent.intake.access import RateLimiter, SignatureChecker
@@ -52,7 +52,6 @@ class Daemon:
         self.field_map = FieldMap(fields=s.forms.all_fields(), keep_fields=s.forms.keep_fields,
                                   honeypot=s.forms.honeypot_field)
         self.signatures = SignatureChecker(config.secrets.webhook_secret, s.http.signature_tolerance)
-        self.clean_text: Callable[[str], str] | None = strip_quotes_and_signature
         self.scheduler = AsyncIOScheduler(
             timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60})
         self.inbox: Any = None
@@ -76,9 +75,7 @@ class Daemon:
 
     async def _start(self, templates: Templates) -> None:
         s = self.config.settings
-        recover = getattr(self.store, "recover", None)
-        if recover is not None:
-            await recover()
+        await self.store.recover()
         from agent.classifiers.local import LocalClassifier
 
         classifier = make_classifier(self.config)
@@ -117,8 +114,7 @@ class Daemon:
         if s.inbox.enabled:
             from agent.intake.inbox import InboxPoller
 
-            self.inbox = InboxPoller(self.config, self.store, self.metrics, on_intake=self.worker.kick,
-                                     clean_text=self.clean_text)
+            self.inbox = InboxPoller(self.config, self.store, self.metrics, on_intake=self.worker.kick)
             self.inbox.start(self.scheduler)
         self.scheduler.start()
         self._started = True
@@ -180,8 +176,7 @@ class Daemon:
     async def reclassify(self) -> None:
         """Leads decided by the fallback get the preferred classifier once it answers (no new reply)."""
         clf = self.svc.classifier
-        leads = [x for x in await self.store.needing_reclassify(50)
-                 if x.state.value in ("replied", "skipped", "failed")]
+        leads = [x for x in await self.store.needing_reclassify(50) if x.state in FINAL_STATES]
         probe = getattr(clf, "probe", None)
         if not leads or (probe is not None and not await probe()):
             return  # nothing to do, or still down (one cheap call at most): try again next time
@@ -209,7 +204,7 @@ class Daemon:
                 await mirror.mirror(lead)
             except LeadboxError:
                 return
-            await self.store.set_mirror_status(lead.id, "done")
+            await self.store.set_mirror_status(lead.id, MirrorStatus.DONE)
 
         await asyncio.gather(*(one(x) for x in leads))
 

@@ -17,6 +17,7 @@ from agent.app.wiring import make_store
 from agent.config import Config
 from agent.core.models import Category, Priority, State
 from agent.core.ports import Store
+from agent.core.states import ReplyStatus
 from agent.intake.webhook import lead_json
 
 # Exit codes of the one-shot commands (README "Command line").
@@ -27,7 +28,7 @@ FILTERS: dict[str, tuple[str, ...]] = {
     "status": tuple(s.value for s in State),
     "category": tuple(c.value for c in Category),
     "priority": tuple(p.value for p in Priority),
-    "reply": ("pending", "waiting", "sent", "skipped", "uncertain"),
+    "reply": tuple(r.value for r in ReplyStatus),
 }
 
 
@@ -139,9 +140,11 @@ async def _retry(store: Store, lead_id: str | None, all_failed: bool) -> int:
 
 
 async def _list(config: Config, store: Store, args: argparse.Namespace, filters: Mapping[str, str | None]) -> int:
-    leads, nxt = await store.list(state=filters["status"], category=filters["category"],
-                                  priority=filters["priority"], limit=args.limit, cursor=args.cursor,
-                                  reply_status=filters["reply"])
+    status, category, priority, reply = filters["status"], filters["category"], filters["priority"], filters["reply"]
+    leads, nxt = await store.list(
+        state=State(status) if status else None, category=Category(category) if category else None,
+        priority=Priority(priority) if priority else None, limit=args.limit, cursor=args.cursor,
+        reply_status=ReplyStatus(reply) if reply else None)
     if args.json:
         labels = config.settings.labels
         print(json.dumps({"leads": [lead_json(x, labels) for x in leads], "next_cursor": nxt},

@@ -16,6 +16,7 @@ import logging
 
 from agent.core.models import Lead
 from agent.core.ports import Store
+from agent.core.states import MirrorStatus
 from agent.errors import PermanentError
 
 log = logging.getLogger("leadbox.pipeline")
@@ -24,7 +25,7 @@ log = logging.getLogger("leadbox.pipeline")
 class MirrorLedger:
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._todo: dict[str, str] = {}
+        self._todo: dict[str, MirrorStatus] = {}
         self._task: asyncio.Task[None] | None = None
 
     def note(self, lead: Lead, future: asyncio.Future[None]) -> None:
@@ -33,9 +34,9 @@ class MirrorLedger:
             return
         error = future.exception()
         if error is None:
-            status = "done"
+            status = MirrorStatus.DONE
         elif isinstance(error, PermanentError):
-            status = "error"
+            status = MirrorStatus.ERROR
             log.warning("mirror refused", extra={"lead_id": lead.id, "reason": str(error)})
         else:
             log.info("mirror deferred", extra={"lead_id": lead.id, "reason": str(error) or "unknown"})

@@ -8,6 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from agent.core.states import FINAL_STATES, InboxOutcome, MirrorStatus, ReplyStatus, State
+
+__all__ = ["FINAL_STATES", "Category", "Classification", "EmailIntake", "Interaction", "IntakeResult",
+           "Lead", "LeadIn", "OutgoingMail", "Priority", "State", "checkpoint_steps",
+           "recorded_outcome"]
+
 
 class Category(enum.StrEnum):
     SALES = "sales"
@@ -20,21 +26,6 @@ class Priority(enum.StrEnum):
     HIGH = "high"
     MEDIUM = "medium"
     LOW = "low"
-
-
-class State(enum.StrEnum):
-    """Where a lead is in the pipeline; ``replied``, ``skipped`` and ``failed`` are final."""
-
-    RECEIVED = "received"
-    CLASSIFIED = "classified"
-    SAVED = "saved"
-    MIRRORED = "mirrored"
-    REPLIED = "replied"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-FINAL_STATES = frozenset({State.REPLIED, State.SKIPPED, State.FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +101,8 @@ class Lead:
     needs_reclassify: bool = False
     priority: Priority | None = None
     priority_rule: str | None = None
-    mirror_status: str = "pending"  # pending | done | disabled | error
-    reply_status: str = "pending"  # pending | waiting | sent | skipped | uncertain | failed
+    mirror_status: MirrorStatus = MirrorStatus.PENDING
+    reply_status: ReplyStatus = ReplyStatus.PENDING
     reply_reason: str | None = None
     reply_message_id: str | None = None
     replied_at: datetime | None = None
@@ -144,6 +135,10 @@ class IntakeResult:
     lead_id: str
     duplicate: bool
 
+    @property
+    def outcome(self) -> InboxOutcome:
+        return InboxOutcome.INTERACTION if self.duplicate else InboxOutcome.LEAD
+
 
 @dataclass(frozen=True, slots=True)
 class EmailIntake:
@@ -160,6 +155,13 @@ class EmailIntake:
     dedupe_key: str
     skip_reason: str | None = None
     raw: bytes | None = None
+
+
+def recorded_outcome(entry: EmailIntake, result: IntakeResult | None) -> InboxOutcome:
+    """What the inbox ledger records for ``entry`` once written: ``result`` is its intake's answer."""
+    if result is not None:
+        return result.outcome
+    return InboxOutcome.QUARANTINED if entry.raw is not None else InboxOutcome.SKIPPED
 
 
 def checkpoint_steps(batch: Sequence[EmailIntake]) -> list[tuple[str, int, int]]:

@@ -12,17 +12,18 @@ from __future__ import annotations
 import functools
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from agent.core.loop_guard import reply_block_reason
 from agent.core.mirror_ledger import MirrorLedger
 from agent.core.models import Category, Lead, State
-from agent.core.ports import Classifier, MailTransport, Mirror, Store
+from agent.core.ports import Classifier, MailTransport, Mirror, NoMetrics, PipelineMetrics, Store
 from agent.core.priority import PriorityRules
 from agent.core.replies import Templates, compose_reply, reply_message_id
-from agent.core.text import strip_quotes_and_signature
+from agent.core.states import GateNote, GatePrior, LedgerStatus, MirrorStatus, ReplyStatus
+from agent.core.text import classifier_text
 from agent.core.validation import mailbox_key
 from agent.errors import Deferred, DeliveryUncertain, PermanentError, TransientError
 
@@ -66,12 +67,17 @@ class Services:
     reply: ReplyPolicy
     mirror: Mirror | None = None
     mirror_ledger: MirrorLedger | None = None
-    metrics: Any = None
+    metrics: PipelineMetrics = field(default_factory=NoMetrics)
 
 
 class Step(Protocol):
+    """One step: it runs on leads in ``applies_to`` and moves them forward."""
+
     name: str
     applies_to: State
+    # True for the step that asks a classifier: a paid (non-local) answer is written at once,
+    # so a later failure of the lead does not pay for it twice.
+    calls_classifier: bool
 
     async def run(self, lead: Lead, svc: Services) -> None: ...
 
@@ -81,12 +87,13 @@ class Classify:
 
     name = "classify"
     applies_to = State.RECEIVED
+    calls_classifier = True
 
     async def run(self, lead: Lead, svc: Services) -> None:
         blocked = reply_block_reason(lead.email_norm, lead.auto_headers, own_addresses=svc.reply.own_addresses)
         clf = svc.local_classifier if blocked else svc.classifier
-        if lead.clean_text is None and lead.intake == "webhook":
-            cleaned = strip_quotes_and_signature(lead.message)  # here, not in intake: keeps the webhook fast
+        if lead.clean_text is None:  # webhook leads: here, not in intake, keeps the webhook fast
+            cleaned = classifier_text(lead.message)
             lead.clean_text = cleaned if cleaned != lead.message else None
         c = await clf.classify(lead.text_for_classifier, subject=lead.subject)
         lead.category, lead.summary, lead.language = c.category, c.summary, c.language
@@ -100,6 +107,7 @@ class Prioritize:
 
     name = "prioritize"
     applies_to = State.CLASSIFIED
+    calls_classifier = False
 
     async def run(self, lead: Lead, svc: Services) -> None:
         assert lead.category is not None
@@ -117,20 +125,21 @@ class MirrorRow:
 
     name = "mirror"
     applies_to = State.SAVED
+    calls_classifier = False
 
     async def run(self, lead: Lead, svc: Services) -> None:
         lead.state = State.MIRRORED
         if svc.mirror is None:
-            lead.mirror_status = "disabled"
+            lead.mirror_status = MirrorStatus.DISABLED
             return
-        lead.mirror_status = "pending"
+        lead.mirror_status = MirrorStatus.PENDING
         try:
             confirmed = svc.mirror.submit(lead)
         except TransientError as e:
             log.info("mirror deferred", extra={"lead_id": lead.id, "reason": str(e)})
             return
         except PermanentError as e:
-            lead.mirror_status = "error"
+            lead.mirror_status = MirrorStatus.ERROR
             log.warning("mirror refused", extra={"lead_id": lead.id, "reason": str(e)})
             return
         if svc.mirror_ledger is None:
@@ -157,13 +166,14 @@ class Reply:
 
     name = "reply"
     applies_to = State.MIRRORED
+    calls_classifier = False
 
     async def run(self, lead: Lead, svc: Services) -> None:
         policy, store = svc.reply, svc.store
         reason = reply_skip_reason(lead, policy)
         now = datetime.now(UTC)
         mid = reply_message_id(lead, policy.domain)
-        prior: str | None = None
+        prior: GatePrior = None
         if reason is None:
             window = now - timedelta(hours=policy.window_hours) if policy.window_hours > 0 else None
             reason, prior = await store.reply_gate(
@@ -176,28 +186,28 @@ class Reply:
         if reason is not None:
             self._skip(lead, reason)
             return
-        if prior == "sending-elsewhere":
+        if prior is GateNote.ELSEWHERE:
             raise TransientError("another attempt holds this reply; retrying later")
-        if prior == "resumed":  # interrupted earlier: the transport may know it went out already
-            prior = "sent" if await svc.transport.was_sent(mid) else None
-        if prior == "committing":  # interrupted at the point of no return
+        if prior is GateNote.RESUMED:  # interrupted earlier: the transport may know it went out already
+            prior = LedgerStatus.SENT if await svc.transport.was_sent(mid) else None
+        if prior is LedgerStatus.COMMITTING:  # interrupted at the point of no return
             known = await svc.transport.was_sent(mid)
             if known is None:
-                await store.reply_done(lead.id, "uncertain")
-                prior = "uncertain"
+                await store.reply_done(lead.id, LedgerStatus.UNCERTAIN)
+                prior = LedgerStatus.UNCERTAIN
             else:
-                prior = "sent" if known else None
-        if prior == "uncertain":  # decided before (perhaps by a process that died since): keep it
-            lead.reply_status, lead.reply_message_id = "uncertain", mid
+                prior = LedgerStatus.SENT if known else None
+        if prior is LedgerStatus.UNCERTAIN:  # decided before (perhaps by a process that died since): keep it
+            lead.reply_status, lead.reply_message_id = ReplyStatus.UNCERTAIN, mid
             lead.state = State.FAILED
             lead.last_error = ("reply outcome unknown after an interruption; not sent again to avoid "
                                "a duplicate (check the Sent folder)")
             return
-        if prior not in (None, "sent"):  # a ledger state this code does not know: never guess "sent"
+        if prior not in (None, LedgerStatus.SENT):  # a ledger state this code does not know: never guess "sent"
             raise PermanentError(f"reply ledger in unexpected state {prior!r}")
         if prior is None:
             if policy.too_late(lead, now.timestamp()):  # waited (paused, capped, retried) too long
-                await store.reply_done(lead.id, "retry")
+                await store.reply_done(lead.id, LedgerStatus.RETRY)
                 self._skip(lead, "reply-too-late")
                 return
             lead.replied_at = now
@@ -209,42 +219,39 @@ class Reply:
             )
 
             async def committing() -> None:
-                await store.reply_done(lead.id, "committing")
+                await store.reply_done(lead.id, LedgerStatus.COMMITTING)
 
             async def accepted() -> None:
-                await store.reply_done(lead.id, "sent")
+                await store.reply_done(lead.id, LedgerStatus.SENT)
 
             try:
                 await svc.transport.send(msg, before_commit=committing, after_commit=accepted)
             except DeliveryUncertain as e:
-                await store.reply_done(lead.id, "uncertain")
-                lead.reply_status, lead.reply_message_id = "uncertain", mid
+                await store.reply_done(lead.id, LedgerStatus.UNCERTAIN)
+                lead.reply_status, lead.reply_message_id = ReplyStatus.UNCERTAIN, mid
                 lead.state, lead.last_error = State.FAILED, f"reply: {e}"
-                if svc.metrics is not None:
-                    svc.metrics.reply_failed()
+                svc.metrics.reply_failed()
                 return
             except Deferred as e:  # the transport is paused by the server's limits: not sent
-                await store.reply_done(lead.id, "retry")
+                await store.reply_done(lead.id, LedgerStatus.RETRY)
                 lead.replied_at = None
                 self._wait(lead, policy, e)
                 self._skip(lead, "reply-too-late")
                 return
             except (TransientError, PermanentError):
-                await store.reply_done(lead.id, "retry")
-                if svc.metrics is not None:
-                    svc.metrics.reply_failed()
+                await store.reply_done(lead.id, LedgerStatus.RETRY)
+                svc.metrics.reply_failed()
                 raise
-            if svc.metrics is not None:
-                svc.metrics.reply_sent(svc.transport.name)
+            svc.metrics.reply_sent(svc.transport.name)
         # The ledger row is closed ("sent") with the lead's final update, in one transaction.
-        lead.reply_status, lead.reply_message_id = "sent", mid
+        lead.reply_status, lead.reply_message_id = ReplyStatus.SENT, mid
         lead.replied_at = lead.replied_at or now
         lead.state = State.REPLIED
 
     @staticmethod
     def _skip(lead: Lead, reason: str) -> None:
         lead.state, lead.skip_reason = State.SKIPPED, reason
-        lead.reply_status, lead.reply_reason = "skipped", reason
+        lead.reply_status, lead.reply_reason = ReplyStatus.SKIPPED, reason
         log.info("no reply", extra={"lead_id": lead.id, "reason": reason})
 
     @staticmethod
@@ -252,9 +259,9 @@ class Reply:
         """Raise ``e`` for the worker (the lead waits), unless the reply would then come too late."""
         if policy.too_late(lead, e.until):
             return
-        if lead.reply_status != "waiting":
+        if lead.reply_status is not ReplyStatus.WAITING:
             log.info("reply waits", extra={"lead_id": lead.id, "reason": e.reason[:300]})
-        lead.reply_status, lead.reply_reason = "waiting", e.reason[:300]
+        lead.reply_status, lead.reply_reason = ReplyStatus.WAITING, e.reason[:300]
         raise e
 
     async def _cap_wait(self, lead: Lead, svc: Services, reason: str, now: float) -> str:

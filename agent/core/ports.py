@@ -9,10 +9,19 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import Any, Protocol
 
-from agent.core.models import Classification, IntakeResult, Lead, LeadIn, OutgoingMail
+from agent.core.models import (
+    Category,
+    Classification,
+    EmailIntake,
+    IntakeResult,
+    Lead,
+    LeadIn,
+    OutgoingMail,
+    Priority,
+)
+from agent.core.states import GatePrior, LedgerStatus, MirrorStatus, ReplyStatus, State
 
 
 class Classifier(Protocol):
@@ -87,38 +96,17 @@ class MailTransport(Protocol):
         ...
 
 
-class Store(Protocol):
-    """Durable leads, interactions, the work queue, reply ledger and inbox checkpoints."""
+class LeadQueue(Protocol):
+    """The work queue: intake writes leads, the worker claims them under a lease and writes them back."""
 
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def ping(self) -> None:
-        """Raise when the store cannot be reached."""
-        ...
+    # True when the worker may write a whole batch's final states in one transaction
+    # (``update_many``): a single-process store. A store that fences every write by its lease
+    # says False, and the worker writes each lead as it finishes.
+    batch_final_updates: bool
 
     async def intake_many(self, items: Sequence[LeadIn]) -> builtins.list[IntakeResult]:
         """Write intakes durably in one transaction; a known email becomes an interaction."""
         ...
-
-    async def intake_email(
-        self, item: LeadIn | None, *, mailbox: str, uidvalidity: int, uid: int,
-        dedupe_key: str, skip_reason: str | None = None, raw: bytes | None = None,
-    ) -> IntakeResult | None:
-        """Record one inbox message and advance the mailbox checkpoint in the same transaction.
-
-        ``dedupe_key`` is the Message-ID (or a hash of the raw message): a key seen before
-        is ignored (returns None). ``item`` None with ``skip_reason`` records a skipped or
-        quarantined message (``raw`` kept for quarantine).
-        """
-        ...
-
-    async def get_checkpoint(self, mailbox: str) -> tuple[int, int] | None:
-        """(uidvalidity, last processed uid) for a mailbox, or None."""
-        ...
-
-    async def set_checkpoint(self, mailbox: str, uidvalidity: int, uid: int) -> None: ...
 
     async def claim(self, limit: int, owner: str, lease_seconds: float) -> builtins.list[Lead]:
         """Lease up to ``limit`` due leads in non-final states for this owner."""
@@ -126,61 +114,57 @@ class Store(Protocol):
 
     async def update(
         self, lead: Lead, *, release: bool = False, next_attempt_at: float | None = None,
-        ledger_status: str | None = None,
+        ledger_status: LedgerStatus | None = None,
     ) -> None:
         """Persist a lead's pipeline fields; ``release`` drops the lease; ``next_attempt_at`` (epoch
         seconds) schedules the next try; ``ledger_status`` closes its reply-ledger row atomically."""
         ...
 
-    async def set_mirror_status(self, lead_id: str, status: str) -> None: ...
-
-    async def get_by_email(self, email_norm: str) -> Lead | None: ...
-
-    async def queue_depth(self) -> int: ...
-
-    async def is_known_contact(self, email_norm: str) -> bool: ...
-
-    async def try_acquire_leadership(self, name: str) -> bool:
-        """Leadership for singleton jobs (the inbox poll); always True for a single-process store."""
+    async def update_many(self, leads: Sequence[tuple[Lead, bool, float | None]]) -> None:
+        """(lead, release, next_attempt_at) updates in one transaction; a replied lead's ledger row
+        is closed with it. Used when ``batch_final_updates`` is True."""
         ...
-
-    async def release_leadership(self, name: str) -> None: ...
-
-    async def get(self, lead_id: str) -> Lead | None: ...
-
-    async def list(
-        self, *, state: str | None = None, category: str | None = None,
-        priority: str | None = None, limit: int = 50, cursor: str | None = None,
-        reply_status: str | None = None,
-    ) -> tuple[builtins.list[Lead], str | None]: ...
 
     async def retry(self, lead_id: str | None = None, *, all_failed: bool = False) -> int:
         """Put failed leads back in the queue; returns how many."""
         ...
 
-    async def reply_begin(self, lead_id: str, to_addr: str, message_id: str) -> str | None:
-        """Record the intent to send a reply.
-
-        Returns None for a fresh row, "resumed" when an earlier attempt stopped before the
-        point of no return (row reset to 'sending'), else the final prior status
-        ("sent", "committing", "uncertain").
-        """
+    async def recover(self) -> None:
+        """At start: void the leases a killed run of this process left (a no-op where leases of
+        other replicas are live work)."""
         ...
+
+    async def set_mirror_status(self, lead_id: str, status: MirrorStatus) -> None: ...
+
+    async def needing_reclassify(self, limit: int) -> builtins.list[Lead]:
+        """Final leads decided by a fallback classifier, for the re-classification job."""
+        ...
+
+    async def mirror_pending(self, limit: int) -> builtins.list[Lead]:
+        """Leads past the mirror step whose row is not in the sheet yet."""
+        ...
+
+
+class ReplyLedger(Protocol):
+    """One ledger row per reply, written before sending: the basis of "exactly once"."""
 
     async def reply_gate(
         self, lead_id: str, to_addr: str, message_id: str, *, window_since: float | None,
         cap_since: float, cap: int, contact: str | None = None,
         day_since: float | None = None, day_cap: int = 0,
-    ) -> tuple[str | None, str | None]:
-        """Known-contact, per-mailbox window and global cap checks plus the ledger row, atomically.
+    ) -> tuple[str | None, GatePrior]:
+        """Known-contact, per-mailbox window and the caps' checks plus the ledger row, atomically.
 
         ``to_addr`` is the mailbox key (see validation.mailbox_key); ``contact`` the lead's
         normalized email, also checked against known contacts. The caps (``cap`` replies since
         ``cap_since``, ``day_cap`` since ``day_since``; 0 = none) apply to a fresh row and to a
         row left at 'retry' or 'sending' alike: a reply that waited still needs a free slot.
 
-        Returns (skip_reason, prior) where prior is as reply_begin's; over a cap the reason is
-        'reply-cap' (hourly) or 'reply-cap-day' and the ledger is left as it was.
+        Returns (skip_reason, prior): prior None for a fresh row, ``GateNote.RESUMED`` when a
+        row that waited or stopped before its point of no return is reset to 'sending',
+        ``GateNote.ELSEWHERE`` when a concurrent attempt holds the row, else the row's status
+        (sent, committing, uncertain). Over a cap the reason is 'reply-cap' (hourly) or
+        'reply-cap-day' and the ledger is left as it was.
         """
         ...
 
@@ -191,22 +175,136 @@ class Store(Protocol):
         """
         ...
 
-    async def reply_done(self, lead_id: str, status: str) -> None: ...
+    async def reply_done(self, lead_id: str, status: LedgerStatus) -> None: ...
 
-    async def replies_since(self, to_addr: str | None, since: datetime) -> int:
-        """Auto-replies sent to ``to_addr`` (or to anyone when None) since a time."""
+    async def add_known_emails(self, emails: Sequence[str]) -> int:
+        """Mark addresses as known contacts (imported from a sheet): never auto-replied."""
         ...
+
+
+class InboxLedger(Protocol):
+    """One record per inbox message (by dedupe key) and each mailbox's checkpoint."""
+
+    async def intake_emails(self, batch: Sequence[EmailIntake]) -> builtins.list[IntakeResult | None]:
+        """Record each message and advance the mailboxes' checkpoints, all in one transaction.
+
+        A dedupe key seen before (or earlier in the batch) is ignored: None in its place. An
+        entry without ``item`` records a skipped or (with ``raw``) quarantined message.
+        """
+        ...
+
+    async def get_checkpoint(self, mailbox: str) -> tuple[int, int] | None:
+        """(uidvalidity, last processed uid) for a mailbox, or None."""
+        ...
+
+    async def set_checkpoint(self, mailbox: str, uidvalidity: int, uid: int) -> None: ...
+
+
+class LeadReads(Protocol):
+    """What the API, the CLI and the metrics read."""
+
+    async def get(self, lead_id: str) -> Lead | None: ...
+
+    async def list(
+        self, *, state: State | None = None, category: Category | None = None,
+        priority: Priority | None = None, limit: int = 50, cursor: str | None = None,
+        reply_status: ReplyStatus | None = None,
+    ) -> tuple[builtins.list[Lead], str | None]: ...
 
     async def counts(self) -> dict[str, int]:
         """Leads per state (for metrics and queue depth)."""
         ...
 
-    async def needing_reclassify(self, limit: int) -> builtins.list[Lead]: ...
 
-    async def mirror_pending(self, limit: int) -> builtins.list[Lead]:
-        """Leads past ``saved`` whose mirror has not succeeded yet."""
+class Leadership(Protocol):
+    """Leadership for singleton jobs (one inbox poller per mailbox among replicas)."""
+
+    async def try_acquire_leadership(self, name: str) -> bool:
+        """True while this process leads ``name``; call before each turn (always True for a
+        single-process store)."""
         ...
 
-    async def add_known_emails(self, emails: Sequence[str]) -> int:
-        """Mark addresses as known contacts (imported from a sheet): never auto-replied."""
+    async def release_leadership(self, name: str) -> None: ...
+
+
+class InboxStore(InboxLedger, Leadership, Protocol):
+    """What the inbox poller needs: the inbox ledger, and leadership of its mailbox."""
+
+
+class Store(LeadQueue, ReplyLedger, InboxLedger, LeadReads, Leadership, Protocol):
+    """Durable leads and their queue, the reply and inbox ledgers, reads and leadership."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise when the store cannot be reached."""
         ...
+
+
+class PipelineMetrics(Protocol):
+    """What the worker and the pipeline count (``agent.app.metrics.Metrics`` in the daemon)."""
+
+    def observe_step(self, step: str, seconds: float) -> None: ...
+
+    def retry(self, step: str) -> None: ...
+
+    def failure(self, step: str) -> None: ...
+
+    def lead_processed(self, outcome: str, category: str | None) -> None: ...
+
+    def reply_sent(self, transport: str) -> None: ...
+
+    def reply_failed(self) -> None: ...
+
+
+class IntakeMetrics(Protocol):
+    """What the intakes count."""
+
+    def lead_received(self, intake: str) -> None: ...
+
+    def duplicate(self, intake: str) -> None: ...
+
+    def inbox_polled(self, mailbox: str, when: float | None = None) -> None: ...
+
+    def inbox_message(self, mailbox: str, outcome: str) -> None: ...
+
+    def set_adapter_up(self, adapter: str, up: bool) -> None: ...
+
+
+class NoMetrics:
+    """Counts nothing: the metrics of a pipeline or intake run without a registry (tools, tests)."""
+
+    def observe_step(self, step: str, seconds: float) -> None:
+        pass
+
+    def retry(self, step: str) -> None:
+        pass
+
+    def failure(self, step: str) -> None:
+        pass
+
+    def lead_processed(self, outcome: str, category: str | None) -> None:
+        pass
+
+    def reply_sent(self, transport: str) -> None:
+        pass
+
+    def reply_failed(self) -> None:
+        pass
+
+    def lead_received(self, intake: str) -> None:
+        pass
+
+    def duplicate(self, intake: str) -> None:
+        pass
+
+    def inbox_polled(self, mailbox: str, when: float | None = None) -> None:
+        pass
+
+    def inbox_message(self, mailbox: str, outcome: str) -> None:
+        pass
+
+    def set_adapter_up(self, adapter: str, up: bool) -> None:
+        pass

@@ -14,7 +14,7 @@ import html
 import re
 from html.parser import HTMLParser
 
-__all__ = ["html_to_text", "normalize_text", "strip_quotes_and_signature"]
+__all__ = ["classifier_text", "html_to_text", "normalize_text", "strip_quotes_and_signature"]
 
 # Control characters except \t and \n (\r is handled by newline normalization).
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\ufeff]")
@@ -194,3 +194,14 @@ def html_to_text(html_text: str) -> str:
     lines = [re.sub(r"[ \t]+", " ", ln).strip() for ln in raw.split("\n")]
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def classifier_text(body: str, subject: str = "") -> str:
+    """What the classifier reads: the subject, then the newly written part of the body.
+
+    The one place where quotes and signatures are stripped for classification: the email
+    parser calls it with a mail's subject and body, the pipeline's classify step with a
+    webhook lead's message.
+    """
+    cleaned = strip_quotes_and_signature(body) if body else ""
+    return f"{subject}\n\n{cleaned}" if subject and cleaned else subject or cleaned

@@ -24,6 +24,7 @@ from agent.config import WorkerConfig
 from agent.core.backoff import backoff_delay
 from agent.core.models import FINAL_STATES, Lead, State
 from agent.core.pipeline import STEPS, Services, Step
+from agent.core.states import LedgerStatus, ReplyStatus
 from agent.errors import Deferred, PermanentError, TransientError
 
 log = logging.getLogger("leadbox.worker")
@@ -40,7 +41,7 @@ class Worker:
         self._stopping = False
         self._sem = asyncio.Semaphore(cfg.concurrency)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._batched = bool(getattr(svc.store, "batch_final_updates", False))
+        self._batched = svc.store.batch_final_updates
         self._finals: list[Lead] = []
 
     # -- scheduling -----------------------------------------------------
@@ -98,7 +99,7 @@ class Worker:
         if not self._finals:
             return
         finals, self._finals = self._finals, []
-        await self.svc.store.update_many([(lead, True, None) for lead in finals])  # type: ignore[attr-defined]
+        await self.svc.store.update_many([(lead, True, None) for lead in finals])
 
     async def stop(self, grace: float) -> None:
         """No new batches; wait up to ``grace`` for in-flight leads (their leases keep them safe)."""
@@ -143,18 +144,17 @@ class Worker:
                 await self._retry(lead, step.name, f"{type(e).__name__}: {e}\n{tb}", None)
                 return
             finally:
-                if metrics is not None:
-                    metrics.observe_step(step.name, time.perf_counter() - t0)
-            if step.name == "classify" and lead.classifier != "local":  # keep a paid classification
+                metrics.observe_step(step.name, time.perf_counter() - t0)
+            if step.calls_classifier and lead.classifier != self.svc.local_classifier.name:  # keep a paid answer
                 await store.update(lead)
-        ledger = "sent" if lead.state is State.REPLIED and lead.reply_status == "sent" else None
+        ledger = LedgerStatus.SENT if lead.state is State.REPLIED and lead.reply_status is ReplyStatus.SENT else None
         if self._batched:
             # Written with the rest of the batch. A crash before that re-runs the reply
             # step, which finds the reply already out (ledger or was_sent) and sends nothing.
             self._finals.append(lead)
         else:
             await store.update(lead, release=True, ledger_status=ledger)
-        if metrics is not None and lead.state in FINAL_STATES:
+        if lead.state in FINAL_STATES:
             metrics.lead_processed(lead.state.value, lead.category.value if lead.category else "none")
         log.info("lead done", extra={"lead_id": lead.id, "state": lead.state.value,
                                      "category": lead.category.value if lead.category else None,
@@ -163,8 +163,7 @@ class Worker:
     async def _retry(self, lead: Lead, step: str, error: str, retry_after: float | None) -> None:
         lead.attempts += 1
         lead.last_error = f"{step}: {error}"
-        if self.svc.metrics is not None:
-            self.svc.metrics.retry(step)
+        self.svc.metrics.retry(step)
         if lead.attempts >= self.cfg.max_attempts:
             await self._fail(lead, step, error)
             return
@@ -177,8 +176,7 @@ class Worker:
     async def _fail(self, lead: Lead, step: str, error: str) -> None:
         lead.last_error = f"{step}: {error}"
         lead.state = State.FAILED
-        if self.svc.metrics is not None:
-            self.svc.metrics.failure(step)
-            self.svc.metrics.lead_processed("failed", lead.category.value if lead.category else "none")
+        self.svc.metrics.failure(step)
+        self.svc.metrics.lead_processed(State.FAILED.value, lead.category.value if lead.category else "none")
         log.error("lead failed", extra={"lead_id": lead.id, "reason": lead.last_error[:300]})
         await self.svc.store.update(lead, release=True)

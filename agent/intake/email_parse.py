@@ -39,7 +39,7 @@ from typing import Any
 
 from agent.core.loop_guard import HeaderView, collect_auto_headers, inbound_skip_reason
 from agent.core.models import LeadIn
-from agent.core.text import html_to_text, normalize_text, strip_quotes_and_signature
+from agent.core.text import classifier_text, html_to_text, normalize_text
 from agent.intake.addresses import is_valid_email
 from agent.intake.form_mail import NO_MESSAGE, FormNotification, read_notification
 
@@ -454,10 +454,7 @@ def _parse(
             return _unparseable("no headers", **known)
         return _unparseable("no valid sender address (From/Reply-To)", **known)
     message = f"{subject}\n\n{body}" if subject and body else (subject or body)
-    cleaned_body = strip_quotes_and_signature(body) if body else ""
-    clean_text = (
-        f"{subject}\n\n{cleaned_body}" if subject and cleaned_body else subject or cleaned_body
-    )
+    clean_text = classifier_text(body, subject)
     parsed = ParsedEmail(
         **known,
         message=message[:MESSAGE_MAX],

@@ -13,8 +13,12 @@ from __future__ import annotations
 import imaplib
 import logging
 import ssl
-from collections.abc import Callable, Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
 from imapclient import IMAPClient
@@ -22,7 +26,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from agent.errors import ConfigError, NeedsCredentials, TransientError
 
-__all__ = ["ImapMailbox"]
+__all__ = ["FetchedMessage", "ImapMailbox"]
 
 log = logging.getLogger("leadbox.inbox")
 
@@ -32,6 +36,16 @@ _NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     imaplib.IMAP4.abort,
     EOFError,
 )
+
+
+@dataclass(slots=True)
+class FetchedMessage:
+    """One message as fetched: its raw bytes, or only its size (and Message-ID) when too large."""
+
+    uid: int
+    size: int
+    raw: bytes | None = None
+    message_id: str | None = None  # for a too-large message (header fetched alone)
 
 
 class ImapMailbox:
@@ -82,6 +96,11 @@ class ImapMailbox:
             except OSError as exc:
                 raise ConfigError(f"inbox.ca_file: cannot read {self.ca_file}: {exc}") from None
         return ctx
+
+    @property
+    def name(self) -> str:
+        """``user@host/folder``: how logs and metrics name this mailbox."""
+        return f"{self.username}@{self.host}/{self.folder}"
 
     @property
     def connected(self) -> bool:
@@ -250,7 +269,87 @@ class ImapMailbox:
             self.client.add_flags(wanted, [keyword.encode("ascii", "replace")], silent=True)
         return "keyword"
 
+    def search_since(self, since: date) -> list[int]:
+        """UIDs of mail whose INTERNALDATE is on or after ``since``, ascending."""
+        with self._guard("search since"):
+            uids = self.client.search(["SINCE", since])
+        return sorted(int(u) for u in uids)
+
+    def header_message_ids(self, uids: Iterable[int]) -> dict[int, str]:
+        """Message-IDs alone (for too-large mail, so its body is never downloaded)."""
+        wanted = [int(u) for u in uids]
+        if not wanted:
+            return {}
+        key = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+        with self._guard("fetch message-id"):
+            data = self.client.fetch(wanted, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        out = {}
+        for uid, d in data.items():
+            text = (d.get(key) or b"").decode("ascii", "replace")
+            value = text.partition(":")[2].strip()
+            if value:
+                out[int(uid)] = " ".join(value.split())
+        return out
+
+    def fetch_batch(self, uids: Sequence[int], max_bytes: int) -> list[FetchedMessage]:
+        """Sizes first, then the bytes of the messages up to ``max_bytes``; larger ones come
+        with their size and Message-ID only. A UID missing from the answers was expunged
+        meanwhile: there is nothing to take."""
+        sizes = self.sizes(uids)
+        small = [u for u in uids if u in sizes and sizes[u] <= max_bytes]
+        big = [u for u in uids if u in sizes and sizes[u] > max_bytes]
+        bodies = self.fetch(small) if small else {}
+        ids = self.header_message_ids(big) if big else {}
+        out = []
+        for u in uids:
+            if u in bodies:
+                out.append(FetchedMessage(u, sizes[u], raw=bodies[u]))
+            elif u in big:
+                out.append(FetchedMessage(u, sizes[u], message_id=ids.get(u)))
+        return out
+
+    def after_actions(self, taken: list[int], quarantined: list[int], *, after: str, move_to: str,
+                      label: str, quarantine_folder: str) -> None:
+        """``inbox.after`` (seen | move | label) for leads, the quarantine folder for unparseable mail.
+
+        Best effort by design: the records are durable and the checkpoint is past these UIDs,
+        so a failure here is logged and only leaves a mail looking unprocessed.
+        """
+        if not self.connected:
+            return
+        try:
+            if taken:
+                if after == "seen":
+                    self.mark_seen(taken)
+                elif after == "move":
+                    self.move(taken, move_to)
+                else:
+                    self.add_label(taken, label)
+        except Exception as e:  # noqa: BLE001
+            log.warning("inbox: after-action failed; the mail stays where it is (nothing is lost)",
+                        extra={"mailbox": self.name, "reason": f"{after}: {type(e).__name__}: {e}"})
+        try:
+            if quarantined:
+                self.move(quarantined, quarantine_folder)
+        except Exception as e:  # noqa: BLE001
+            log.warning("inbox: could not move quarantined mail; its raw copy is in the store",
+                        extra={"mailbox": self.name, "reason": f"{type(e).__name__}: {e}"})
+
     # ------------------------------------------------------------------ IDLE
+
+    def idle_until(self, deadline: float, stop: threading.Event, on_new_mail: Callable[[], None],
+                   tick: float = 1.0) -> None:
+        """One IDLE command, held until ``deadline`` (time.monotonic) or ``stop``; ``on_new_mail``
+        is called for each EXISTS. Looks up every ``tick`` seconds to see whether to stop."""
+        client = self.client
+        client.idle()
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                responses = client.idle_check(timeout=tick)
+                if any(len(r) >= 2 and r[1] == b"EXISTS" for r in responses):
+                    on_new_mail()
+        finally:
+            client.idle_done()
 
     def idle_wait(self, timeout: float) -> bool:
         """Wait in IDLE up to ``timeout`` seconds; True when new mail (EXISTS) arrived.
@@ -268,6 +367,12 @@ class ImapMailbox:
         return any(len(r) >= 2 and r[1] == b"EXISTS" for r in responses)
 
     # ----------------------------------------------------------------- close
+
+    def abort(self) -> None:
+        """Cut the socket under a call stuck on the network (from another thread) so it returns."""
+        client = self._client
+        if client is not None:
+            _shutdown(client)
 
     def _drop(self) -> None:
         client, self._client = self._client, None

@@ -21,8 +21,9 @@ from aiohttp import web
 
 from agent.app.metrics import Metrics
 from agent.config import Config
-from agent.core.models import Lead, LeadIn
+from agent.core.models import Category, Lead, LeadIn, Priority, State
 from agent.core.ports import Store
+from agent.core.states import ReplyStatus
 from agent.core.validation import FieldError, validate_lead
 from agent.core.worker import Worker
 from agent.intake import form_answers as cors
@@ -264,7 +265,7 @@ def lead_json(lead: Lead, labels: Any) -> dict[str, Any]:
             "replied_at": lead.replied_at.isoformat() if lead.replied_at else None,
             # A waiting reply (over a cap, or the mail server's limits): when it is tried next.
             "waiting_until": lead.next_attempt_at.isoformat()
-            if lead.reply_status == "waiting" and lead.next_attempt_at else None,
+            if lead.reply_status is ReplyStatus.WAITING and lead.next_attempt_at else None,
         },
         "interactions": [
             {"intake": i.intake, "message": i.message, "subject": i.subject,
@@ -283,11 +284,9 @@ async def get_lead(request: web.Request) -> web.Response:
     return web.json_response(lead_json(lead, d.config.settings.labels))
 
 
-_FILTERS = {
-    "status": {"received", "classified", "saved", "mirrored", "replied", "skipped", "failed"},
-    "category": {"sales", "support", "info", "spam"},
-    "priority": {"high", "medium", "low"},
-    "reply": {"pending", "waiting", "sent", "skipped", "uncertain"},
+# Query filters and the enums that say their allowed values.
+_FILTERS: dict[str, type[State] | type[Category] | type[Priority] | type[ReplyStatus]] = {
+    "status": State, "category": Category, "priority": Priority, "reply": ReplyStatus,
 }
 
 
@@ -296,8 +295,8 @@ async def list_leads(request: web.Request) -> web.Response:
         return denied
     d = request.app[DAEMON]
     q = request.query
-    errors = [FieldError(k, f"must be one of {sorted(v)}") for k, v in _FILTERS.items()
-              if q.get(k) and q[k] not in v]
+    errors = [FieldError(k, f"must be one of {sorted(m.value for m in enum)}") for k, enum in _FILTERS.items()
+              if q.get(k) and q[k] not in {m.value for m in enum}]
     limit = 50
     if "limit" in q:
         try:
@@ -311,9 +310,11 @@ async def list_leads(request: web.Request) -> web.Response:
         errors.append(FieldError("cursor", "is not a cursor returned by this API"))
     if errors:
         return _errors(422, errors)
-    leads, nxt = await d.store.list(state=q.get("status"), category=q.get("category"),
-                                    priority=q.get("priority"), limit=limit, cursor=cursor,
-                                    reply_status=q.get("reply") or None)
+    state, category, priority, reply = q.get("status"), q.get("category"), q.get("priority"), q.get("reply")
+    leads, nxt = await d.store.list(
+        state=State(state) if state else None, category=Category(category) if category else None,
+        priority=Priority(priority) if priority else None, limit=limit, cursor=cursor,
+        reply_status=ReplyStatus(reply) if reply else None)
     labels = d.config.settings.labels
     return web.json_response({"leads": [lead_json(x, labels) for x in leads], "next_cursor": nxt})
 

@@ -1,8 +1,10 @@
 """Stores: where leads, the work queue and the ledgers live (SQLite, or PostgreSQL for replicas).
 
-``common`` holds what both engines share (row mapping, schema pieces); ``sqlite`` and ``postgres``
-are the two adapters of the ``Store`` protocol in ``agent.core.ports``. Modules here may import
-``agent.core`` and ``agent.errors``, never the intake, the app or another adapter.
+``common`` holds what both engines share (row mapping, the SQL conditions derived from the state
+enums), ``ledger`` the reply gate written once for both; ``sqlite`` and ``postgres`` are the two
+adapters of the ``Store`` protocol in ``agent.core.ports``, each split by role (schema, intake,
+inbox ledger, queue, reply ledger, reads, leadership). Modules here may import ``agent.core`` and
+``agent.errors``, never the intake, the app or another adapter.
 """
 
 from __future__ import annotations

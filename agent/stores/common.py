@@ -3,16 +3,49 @@
 from __future__ import annotations
 
 import base64
+import enum
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.core.models import Category, Interaction, Lead, LeadIn, Priority, State
+from agent.core.models import (
+    Category,
+    EmailIntake,
+    IntakeResult,
+    Interaction,
+    Lead,
+    LeadIn,
+    Priority,
+    State,
+)
+from agent.core.states import (
+    FINAL_STATES,
+    LEDGER_COUNTED,
+    MIRROR_TO_RETRY,
+    PAST_MIRROR_STEP,
+    MirrorStatus,
+    ReplyStatus,
+)
 
-ACTIVE_STATES = ("received", "classified", "saved", "mirrored")
+
+def sql_list(values: Iterable[enum.StrEnum]) -> str:
+    """``('a','b')`` for a SQL ``IN``: the values come from our enums, never from input."""
+    return "(" + ",".join(f"'{v.value}'" for v in values) + ")"
+
+
+# SQL conditions both engines use, derived from the enums (the schema's partial indexes were
+# written with these exact texts, so queries that repeat them can use the indexes).
+ACTIVE = f"state NOT IN {sql_list(FINAL_STATES)}"
+FINAL = f"state IN {sql_list(FINAL_STATES)}"
+MIRROR_DUE = f"mirror_status IN {sql_list(MIRROR_TO_RETRY)} AND state IN {sql_list(PAST_MIRROR_STEP)}"
+COUNTED_REPLY = f"status IN {sql_list(LEDGER_COUNTED)}"
+FAILED = f"state = '{State.FAILED.value}'"
+# Where ``retry`` puts a failed lead back: the first step it has not done.
+RETRY_STATE = (f"CASE WHEN category IS NULL THEN '{State.RECEIVED.value}' "
+               f"WHEN priority IS NULL THEN '{State.CLASSIFIED.value}' ELSE '{State.MIRRORED.value}' END")
 
 # Columns the worker writes back after each step (Store.update).
 UPDATE_COLUMNS = (
@@ -49,8 +82,8 @@ def insert_values(item: LeadIn, lead_id: str, now: float) -> tuple[Any, ...]:
         json.dumps(item.auto_headers, ensure_ascii=False) if item.auto_headers else "{}",
         State.SKIPPED.value if item.skip_reason else State.RECEIVED.value, now, now, now,
         # A lead skipped at intake (a honeypot post) is final at once: no reply, no sheet row.
-        item.skip_reason, "skipped" if item.skip_reason else "pending", item.skip_reason,
-        "disabled" if item.skip_reason else "pending",
+        item.skip_reason, (ReplyStatus.SKIPPED if item.skip_reason else ReplyStatus.PENDING).value,
+        item.skip_reason, (MirrorStatus.DISABLED if item.skip_reason else MirrorStatus.PENDING).value,
     )
 
 
@@ -59,8 +92,8 @@ def update_values(lead: Lead, next_attempt_at: float, now: float) -> tuple[Any, 
         lead.state.value, lead.attempts, lead.last_error, next_attempt_at,
         lead.category.value if lead.category else None, lead.summary, lead.language,
         lead.confidence, lead.classifier, 1 if lead.needs_reclassify else 0,
-        lead.priority.value if lead.priority else None, lead.priority_rule, lead.mirror_status,
-        lead.reply_status, lead.reply_reason, lead.reply_message_id,
+        lead.priority.value if lead.priority else None, lead.priority_rule, MirrorStatus(lead.mirror_status).value,
+        ReplyStatus(lead.reply_status).value, lead.reply_reason, lead.reply_message_id,
         lead.replied_at.timestamp() if lead.replied_at else None, lead.skip_reason, now,
     )
 
@@ -88,8 +121,8 @@ def row_to_lead(r: Mapping[str, Any]) -> Lead:
         summary=r["summary"], language=r["language"], confidence=r["confidence"],
         classifier=r["classifier"], needs_reclassify=bool(r["needs_reclassify"]),
         priority=Priority(r["priority"]) if r["priority"] else None,
-        priority_rule=r["priority_rule"], mirror_status=r["mirror_status"],
-        reply_status=r["reply_status"], reply_reason=r["reply_reason"],
+        priority_rule=r["priority_rule"], mirror_status=MirrorStatus(r["mirror_status"]),
+        reply_status=ReplyStatus(r["reply_status"]), reply_reason=r["reply_reason"],
         reply_message_id=r["reply_message_id"], replied_at=ts(r["replied_at"]),
         skip_reason=r["skip_reason"], next_attempt_at=ts(r["next_attempt_at"]),
     )
@@ -102,3 +135,37 @@ def row_to_interaction(r: Mapping[str, Any]) -> Interaction:
         received_at=ts(r["received_at"]) or datetime.now(UTC), message_id=r["message_id"],
         subject=r["subject"],
     )
+
+
+def list_query(state: State | None, category: Category | None, priority: Priority | None,
+               limit: int, cursor: str | None, reply_status: ReplyStatus | None = None,
+               ) -> tuple[str, tuple[Any, ...]]:
+    """The page query of ``list`` (``?`` placeholders), newest first, one row more than ``limit``
+    to tell whether a next page exists. Filter values go through their enums."""
+    where: list[str] = []
+    args: list[Any] = []
+    for col, value in (("state", state and State(state)), ("category", category and Category(category)),
+                       ("priority", priority and Priority(priority)),
+                       ("reply_status", reply_status and ReplyStatus(reply_status))):
+        if value:
+            where.append(f"{col} = ?")
+            args.append(value.value)
+    if cursor:
+        where.append("id < ?")
+        args.append(cursor)
+    q = "SELECT * FROM leads" + (" WHERE " + " AND ".join(where) if where else "")
+    return q + " ORDER BY id DESC LIMIT ?", (*args, limit + 1)
+
+
+class SingleEmailIntake:
+    """``intake_email``: one inbox message through ``intake_emails`` (for tools and tests)."""
+
+    async def intake_emails(self, batch: Sequence[EmailIntake]) -> list[IntakeResult | None]:
+        raise NotImplementedError
+
+    async def intake_email(
+        self, item: LeadIn | None, *, mailbox: str, uidvalidity: int, uid: int,
+        dedupe_key: str, skip_reason: str | None = None, raw: bytes | None = None,
+    ) -> IntakeResult | None:
+        entry = EmailIntake(item, mailbox, uidvalidity, uid, dedupe_key, skip_reason=skip_reason, raw=raw)
+        return (await self.intake_emails([entry]))[0]
