@@ -193,6 +193,14 @@ class InboxLedger(Protocol):
         """
         ...
 
+    async def intake_email(
+        self, item: LeadIn | None, *, mailbox: str, uidvalidity: int, uid: int,
+        dedupe_key: str, skip_reason: str | None = None, raw: bytes | None = None,
+    ) -> IntakeResult | None:
+        """One message as ``intake_emails`` records it (the poller's one-by-one path, used
+        when a batch cannot be written as a whole)."""
+        ...
+
     async def get_checkpoint(self, mailbox: str) -> tuple[int, int] | None:
         """(uidvalidity, last processed uid) for a mailbox, or None."""
         ...

@@ -130,7 +130,7 @@ class InboxRecorder:
         entry: _Entry | None = None
         try:
             entry = self._entry(msg, parsed, uidvalidity)
-            result = (await self.store.intake_emails([entry.intake]))[0]
+            result = await self._write_one(entry.intake)
         except Exception as e:
             if is_store_down(e) or (entry is not None and entry.intake.item is None):
                 raise  # the store, or a skip record that could not be written: retry the poll
@@ -142,6 +142,10 @@ class InboxRecorder:
             reason = f"unparseable: intake failed {n} times: {type(e).__name__}: {e}"[:300]
             entry = _Entry(EmailIntake(None, self.mailbox, uidvalidity, msg.uid, key, skip_reason=reason, raw=msg.raw),
                            (logging.ERROR, "inbox: quarantined after repeated failures"))
-            result = (await self.store.intake_emails([entry.intake]))[0]
+            result = await self._write_one(entry.intake)
             self._failures.pop(key, None)
         return self._outcome(entry, result)
+
+    async def _write_one(self, e: EmailIntake) -> IntakeResult | None:
+        return await self.store.intake_email(e.item, mailbox=e.mailbox, uidvalidity=e.uidvalidity, uid=e.uid,
+                                             dedupe_key=e.dedupe_key, skip_reason=e.skip_reason, raw=e.raw)

@@ -158,7 +158,7 @@ def list_query(state: State | None, category: Category | None, priority: Priorit
 
 
 class SingleEmailIntake:
-    """``intake_email``: one inbox message through ``intake_emails`` (for tools and tests)."""
+    """``intake_email``: one inbox message through ``intake_emails``."""
 
     async def intake_emails(self, batch: Sequence[EmailIntake]) -> list[IntakeResult | None]:
         raise NotImplementedError
