@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from agent.core.models import Category, LeadIn, Priority, State
-from agent.stores.postgres import MIGRATIONS as PG_MIGRATIONS
 from agent.stores.postgres import LeaseLost, PostgresStore
+from agent.stores.postgres.schema import MIGRATIONS as PG_MIGRATIONS
 from agent.stores.sqlite import SqliteStore
 
 StoreFactory = Callable[[], Awaitable[Any]]
