@@ -121,7 +121,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     c = config.settings.classifier
     return run_eval(args.file, backend, args.json, api_key=config.secrets.openai_api_key or "not-needed",
                     model=c.model, base_url=c.base_url or None, timeout=c.timeout, max_retries=c.max_retries,
-                    max_input_chars=c.max_input_chars)
+                    max_input_chars=c.max_input_chars, local_model_path=c.model_path)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = _config(args)
+    from agent.classifiers.train_command import run_train
+
+    return run_train(args.file, args.out or config.settings.classifier.model_path, merge=args.merge,
+                     force=args.force, folds=args.folds, as_json=args.json)
 
 
 def cmd_parse_email(args: argparse.Namespace) -> int:
@@ -231,6 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--classifier", choices=["local", "openai"],
                     help="the classifier to measure (default: classifier.backend)")
     sp.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    sp = add("train", cmd_train, "fit the local classifier on your own labelled leads")
+    sp.add_argument("file", help="JSON Lines as for eval: 'message' and 'category' on every line")
+    sp.add_argument("--merge", action="store_true",
+                    help="train on the shipped training data too (recommended for small files)")
+    sp.add_argument("--force", action="store_true",
+                    help="write the model even when cross-validation says it is worse")
+    sp.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    sp.add_argument("--out", help="where to write the model (default: classifier.model_path)")
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
     sp = add("parse-email", cmd_parse_email, "show the lead an .eml file would become")
     sp.add_argument("file", help="an RFC 5322 message (.eml)")
     add("poll-once", cmd_poll_once, "poll the inbox once and exit")

@@ -129,6 +129,11 @@ class ClassifierConfig(_Section):
         60.0, gt=0, description="How long the breaker stays open before a trial call, seconds.")
     reclassify_interval: float = Field(
         300.0, gt=0, description="Seconds between re-classification runs of fallback-decided leads.")
+    model_path: str = Field(
+        "data/model.json",
+        description="Local model written by `leadbox train`; loaded at start when the file exists, "
+        "else the model shipped in the package. Replicas each read their own path: put it on a "
+        "shared volume or copy it to every replica.")
 
 
 CATEGORIES = ("sales", "support", "info", "spam")

@@ -1,8 +1,10 @@
-"""Classifier benchmark: local throughput on one core, OpenAI prompt tokens per lead.
+"""Classifier benchmark: local throughput on one core, load time, OpenAI prompt tokens per lead.
 
-Why these two figures: the local backend must never be the bottleneck of the
-worker (target >= 5,000 messages/s on one core), and the OpenAI backend's cost
-is driven by prompt tokens per lead (system prompt + budgeted message).
+Why these figures: the local backend must never be the bottleneck of the worker (target >= 1,000
+messages/s on one core on contact-form-length messages, so the end-to-end 1,000 leads/s stays
+reachable), it must load in under a second, and the OpenAI backend's cost is driven by prompt
+tokens per lead (system prompt + budgeted message). Throughput is printed as wall-clock and as CPU
+time of this process: on a shared machine the CPU-time figure is the steadier one.
 
 The token figure comes from the local fake server (tests/fixtures/openai_fake.py),
 which counts whitespace-separated words of every message: a deterministic
@@ -16,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,19 +33,33 @@ from agent.classifiers.llm import OpenAIClassifier
 from agent.classifiers.local import LocalClassifier
 from tests.fixtures.openai_fake import FakeOpenAIServer
 
-DEFAULT_DATA = str(Path(__file__).resolve().parents[1] / "tests" / "data" / "leads-dev.jsonl")
-HOLDOUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "classifier" / "holdout.jsonl"
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = str(ROOT / "tests" / "data" / "classifier" / "independent.jsonl")
+LOAD_PROBE = (
+    "import time, json; t = time.perf_counter(); "
+    "from agent.classifiers.local import LocalClassifier; c = LocalClassifier(); "
+    "c.classify_sync('Sistema fora do ar'); t = time.perf_counter() - t; "
+    "rss = int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) // 1024; "
+    "print(json.dumps({'seconds': t, 'rss_mb': rss}))"
+)
 
 
-def bench_local(messages: list[str], repeat: int) -> tuple[int, float]:
+def bench_local(messages: list[str], repeat: int) -> tuple[int, float, float]:
     clf = LocalClassifier()
     for m in messages:  # warm-up (regex caches, dict sizes)
         clf.classify_sync(m)
     work = messages * repeat
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for m in work:
         clf.classify_sync(m)
-    return len(work), time.perf_counter() - start
+    return len(work), time.perf_counter() - start, time.process_time() - cpu
+
+
+def load_time() -> dict[str, float]:
+    """Import + model + language models + first classification, in a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", LOAD_PROBE], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    return dict(json.loads(out.stdout))
 
 
 async def bench_openai(messages: list[str], base_url: str) -> tuple[int, int, int]:
@@ -57,22 +75,29 @@ async def bench_openai(messages: list[str], base_url: str) -> tuple[int, int, in
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default=DEFAULT_DATA)
-    parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     messages = [r.message for r in load_jsonl(args.data).rows]
 
-    n, seconds = bench_local(messages, args.repeat)
+    lengths = sorted(len(m) for m in messages)
+    n, seconds, cpu = bench_local(messages, args.repeat)
     print(f"machine: {platform.processor() or platform.machine()} / {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, {platform.system()}")
-    print(f"local: {n} classifications in {seconds:.2f} s = {n / seconds:,.0f} msg/s (one core)")
-    for path in (Path(args.data), HOLDOUT):
-        if path.exists():
-            report = evaluate(load_jsonl(str(path)).rows, LocalClassifier())
-            spam = report["per_category"]["spam"]
-            print(f"local accuracy on {path.name}: {report['accuracy']:.3f} (n={report['n']}), "
-                  f"spam precision {spam['precision']:.3f}, recall {spam['recall']:.3f}")
+          f"Python {platform.python_version()}, {platform.system()}, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print(f"data: {Path(args.data).name}, {len(messages)} messages x {args.repeat}, length median "
+          f"{lengths[len(lengths) // 2]} chars")
+    print(f"local: {n} classifications in {seconds:.2f} s = {n / seconds:,.0f} msg/s wall, "
+          f"{n / cpu:,.0f} msg/s CPU time (one core)")
+    loads = [load_time() for _ in range(3)]
+    print("local load (fresh process, import + model + language models + first message): "
+          + ", ".join(f"{x['seconds']:.2f} s" for x in loads) + f"; RSS {loads[-1]['rss_mb']:.0f} MB")
+    report = evaluate(load_jsonl(args.data).rows, LocalClassifier())
+    spam = report["per_category"]["spam"]
+    print(f"local accuracy on {Path(args.data).name}: {report['accuracy']:.3f} (n={report['n']}), "
+          f"spam precision {spam['precision']:.3f}, recall {spam['recall']:.3f}, "
+          f"language {report.get('language_accuracy')}")
 
     server = FakeOpenAIServer()
     server.start()

@@ -66,6 +66,28 @@ def test_run_eval_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert {"accuracy", "per_category", "confusion", "n"} <= report.keys()
     assert report["n"] == 4 and report["skipped_lines"] == [{"line": 5, "reason": report["skipped_lines"][0]["reason"]}]
     assert ":5: skipped" in err
+    assert report["messages_per_s"] > 0
+    assert "language_accuracy" not in report  # no line says its language
+
+
+def test_run_eval_reports_language_and_speed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = [
+        json.dumps({"message": "Help, login broken", "category": "support", "language": "en"}),
+        json.dumps({"message": "Preciso com urgência", "category": "support", "language": "pt"}),
+        json.dumps({"message": "¿Cuánto cuesta una web?", "category": "sales", "language": "es"}),
+        json.dumps({"message": "Thanks", "category": "info", "language": "es"}),  # labelled wrong
+        json.dumps({"message": "Necesito un presupuesto", "category": "sales"}),  # no language
+    ]
+    assert run_eval(write(tmp_path, lines), "local", True, None) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["language_accuracy"] == 0.75
+    assert report["per_language"] == {
+        "en": {"accuracy": 1.0, "n": 1}, "es": {"accuracy": 0.5, "n": 2}, "pt": {"accuracy": 1.0, "n": 1},
+    }
+    assert isinstance(report["messages_per_s"], float) and report["messages_per_s"] > 0
+    assert run_eval(write(tmp_path, lines), "local", False, None) == 0
+    text = capsys.readouterr().out
+    assert "messages/s" in text and "reply language right: 75.0%" in text
 
 
 def test_run_eval_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

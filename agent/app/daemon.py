@@ -21,7 +21,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.app.listen import bind_listeners
 from agent.app.metrics import Metrics
-from agent.app.wiring import make_classifier, make_mirror, make_store, make_transport
+from agent.app.wiring import (
+    make_classifier,
+    make_local_classifier,
+    make_mirror,
+    make_store,
+    make_transport,
+)
 from agent.config import Config, ReplyConfig
 from agent.core.mirror_ledger import MirrorLedger
 from agent.core.pipeline import ReplyPolicy, Services
@@ -76,12 +82,12 @@ class Daemon:
     async def _start(self, templates: Templates) -> None:
         s = self.config.settings
         await self.store.recover()
-        from agent.classifiers.local import LocalClassifier
-
+        local = make_local_classifier(self.config)
+        log.info("classifier: local model loaded", extra={"reason": local.describe()})
         classifier = make_classifier(self.config)
         mirror, self.mirror_info = make_mirror(self.config)
         self.svc = Services(
-            store=self.store, classifier=classifier, local_classifier=LocalClassifier(),
+            store=self.store, classifier=classifier, local_classifier=local,
             rules=PriorityRules(s.priority.by_category, s.priority.urgent_words, s.priority.domains),
             transport=make_transport(self.config), templates=templates,
             reply=ReplyPolicy(

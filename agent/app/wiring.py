@@ -7,12 +7,15 @@ never imports openai, gspread or psycopg.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.config import Config
 from agent.core.ports import Classifier, MailTransport, Mirror, Store
 from agent.errors import ConfigError
 from agent.stores import open_store
+
+if TYPE_CHECKING:
+    from agent.classifiers.local import LocalClassifier
 
 log = logging.getLogger("leadbox.daemon")
 
@@ -21,16 +24,24 @@ def make_store(config: Config) -> Store:
     return open_store(config.store_url, pool_size=config.settings.store.pool_size)
 
 
+def make_local_classifier(config: Config) -> LocalClassifier:
+    """The offline classifier with ``classifier.model_path`` when that file exists, else the
+    shipped model; an unusable model file raises ModelError (the daemon does not start)."""
+    from agent.classifiers.local import LocalClassifier
+    from agent.classifiers.model import resolve_model_path
+
+    return LocalClassifier(model_path=resolve_model_path(config.settings.classifier.model_path))
+
+
 def make_classifier(config: Config) -> Classifier:
     if config.classifier_backend == "local":
-        from agent.classifiers.local import LocalClassifier
-
-        return LocalClassifier()
+        return make_local_classifier(config)
     from agent.classifiers.llm import make_classifier as factory
 
     c = config.settings.classifier
     return factory(
         config.classifier_backend, api_key=config.secrets.openai_api_key or "not-needed",
+        local_model_path=c.model_path,
         model=c.model, base_url=c.base_url or None, timeout=c.timeout, max_retries=c.max_retries,
         max_input_chars=c.max_input_chars, breaker_failures=c.breaker_failures,
         breaker_reset_seconds=c.breaker_reset_seconds,

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.core.models import Category
 from agent.core.ports import Classifier
+from agent.errors import LeadboxError
 
 CATEGORIES = tuple(c.value for c in Category)
 SNIPPET = 80
@@ -123,22 +125,48 @@ def score(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
+def language_report(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """``language_accuracy`` and ``per_language`` ({lang: {accuracy, n}}) from (expected, got)."""
+    by_lang: dict[str, list[bool]] = {}
+    for expected, got in pairs:
+        by_lang.setdefault(expected, []).append(expected == got)
+    n = len(pairs)
+    return {
+        "language_accuracy": round(sum(e == g for e, g in pairs) / n, 4) if n else None,
+        "per_language": {
+            lang: {"accuracy": round(sum(hits) / len(hits), 4), "n": len(hits)}
+            for lang, hits in sorted(by_lang.items())
+        },
+    }
+
+
 async def evaluate_async(rows: Sequence[LabeledRow | dict[str, Any]], classifier: Classifier) -> dict[str, Any]:
-    """Classify every row (one at a time: a remote backend is not stampeded) and score."""
+    """Classify every row (one at a time: a remote backend is not stampeded) and score.
+
+    ``messages_per_s`` is the rows divided by the time spent classifying them (loading and
+    scoring excluded): for the local classifier, its speed on this file on this machine.
+    """
     pairs: list[tuple[str, str]] = []
+    languages: list[tuple[str, str]] = []
     misclassified: list[dict[str, Any]] = []
     fallbacks = 0
+    busy = 0.0
     for index, item in enumerate(rows, start=1):
         row = item if isinstance(item, LabeledRow) else LabeledRow(
             line=int(item.get("line", index)),
             message=str(item["message"]),
             category=str(item["category"]),
             subject=item.get("subject"),
+            language=item.get("language"),
         )
+        started = time.perf_counter()
         result = await classifier.classify(row.message, subject=row.subject)
+        busy += time.perf_counter() - started
         got = str(result.category)
         fallbacks += result.needs_reclassify
         pairs.append((row.category, got))
+        if row.language:
+            languages.append((row.language, result.language))
         if got != row.category:
             misclassified.append(
                 {"line": row.line, "expected": row.category, "got": got, "message": _snippet(row.message)}
@@ -147,6 +175,9 @@ async def evaluate_async(rows: Sequence[LabeledRow | dict[str, Any]], classifier
     report["misclassified"] = misclassified
     report["classifier"] = getattr(classifier, "name", type(classifier).__name__)
     report["fallbacks"] = fallbacks
+    report["messages_per_s"] = round(len(pairs) / busy, 1) if busy > 0 else None
+    if languages:
+        report.update(language_report(languages))
     return report
 
 
@@ -161,6 +192,11 @@ def format_report(report: dict[str, Any]) -> str:
         f"classifier: {report.get('classifier', '?')}   n: {report['n']}   "
         f"accuracy: {report['accuracy']:.1%}",
     ]
+    if report.get("messages_per_s"):
+        lines.append(f"speed: {report['messages_per_s']:,.0f} messages/s (classification only)")
+    if report.get("language_accuracy") is not None:
+        per = ", ".join(f"{k} {v['accuracy']:.1%} (n={v['n']})" for k, v in report["per_language"].items())
+        lines.append(f"reply language right: {report['language_accuracy']:.1%}   {per}")
     if report.get("fallbacks"):
         lines.append(f"fallbacks to local (needs_reclassify): {report['fallbacks']}")
     lines += ["", f"{'category':<10} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>5}"]
@@ -208,7 +244,7 @@ def run_eval(
         return 2
     try:
         classifier = make_classifier(backend, api_key=api_key, **openai_kwargs)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, LeadboxError) as exc:
         print(f"leadbox eval: {exc}", file=sys.stderr)
         return 2
 

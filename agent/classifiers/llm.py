@@ -37,6 +37,7 @@ import logging
 import math
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -46,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.classifiers.breaker import BreakerState, CircuitBreaker
 from agent.classifiers.language import detect_language
 from agent.classifiers.local import LocalClassifier
+from agent.classifiers.model import resolve_model_path
 from agent.classifiers.text import clip, summarize
 from agent.core.models import Category, Classification
 from agent.core.ports import Classifier
@@ -320,15 +322,21 @@ class _RefusalError(Exception):
     """The model declined to answer this message (a per-message outcome)."""
 
 
-def make_classifier(backend: str, api_key: str | None = None, **options: Any) -> Classifier:
+def make_classifier(
+    backend: str, api_key: str | None = None, *, local_model_path: Path | str | None = None,
+    **options: Any,
+) -> Classifier:
     """The one place classifiers are built: ``local``, or ``openai`` with a local fallback.
 
     ``options`` are OpenAIClassifier's keyword arguments (model, base_url, timeout, ...).
     An OpenAI-compatible local server (``base_url``) may not need a key, so a missing
-    key is only an error when talking to OpenAI itself.
+    key is only an error when talking to OpenAI itself. ``local_model_path`` is
+    ``classifier.model_path``: the local model (and the fallback) use that file when it exists,
+    else the shipped model; an unusable file raises ModelError.
     """
+    local = LocalClassifier(model_path=resolve_model_path(local_model_path))
     if backend == "local":
-        return LocalClassifier()
+        return local
     if backend != "openai":
         raise ValueError(f"classifier.backend must be 'local' or 'openai', got {backend!r}")
     if not api_key and not options.get("base_url"):
@@ -336,4 +344,4 @@ def make_classifier(backend: str, api_key: str | None = None, **options: Any) ->
             "classifier.backend = 'openai' needs OPENAI_API_KEY (or classifier.base_url "
             "for a local OpenAI-compatible server); set it or use backend 'local'"
         )
-    return OpenAIClassifier(api_key=api_key or "not-needed", fallback=LocalClassifier(), **options)
+    return OpenAIClassifier(api_key=api_key or "not-needed", fallback=local, **options)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.classifiers.language import detect_from_tokens
+from agent.classifiers.language import detect_from_tokens, statistical_detector
 from agent.classifiers.model import CLASSES, SHIPPED_MODEL, LocalModel, cached_model
 from agent.classifiers.signals import rule_evidence
 from agent.classifiers.text import summarize
@@ -53,6 +53,7 @@ class LocalClassifier:
         self.default_language = default_language
         self.model_path = Path(model_path) if model_path is not None else SHIPPED_MODEL
         self.model = model if model is not None else cached_model(str(self.model_path))
+        statistical_detector()  # built now (once per process), not on the first short message
 
     async def classify(self, text: str, *, subject: str | None = None) -> Classification:
         """Async face of :meth:`classify_sync`; it is CPU-only and short, so it runs inline
@@ -65,6 +66,12 @@ class LocalClassifier:
 
     def state(self) -> dict[str, Any]:
         return {"backend": "local"}
+
+    def describe(self) -> str:
+        """Which model file, and what it was trained on (for the start-up log)."""
+        rows = self.model.info.get("rows")
+        shipped = " (shipped)" if self.model_path == SHIPPED_MODEL else ""
+        return f"{self.model_path}{shipped}" + (f", trained on {rows} leads" if rows else "")
 
     def explain(self, text: str, subject: str | None = None) -> LocalVerdict:
         """Classify and say which rules fired (used by tests and ``leadbox classify``)."""

@@ -33,18 +33,13 @@ STEM_LEN = 5
 CHAR_NGRAMS: tuple[int, int] | None = (3, 5)
 
 
-def model_features(evidence: Evidence, char_ngrams: tuple[int, int] | None = CHAR_NGRAMS) -> list[str]:
-    """The sparse binary features of one message (shared by training and inference).
-
-    Words (unigrams, bigrams, stems), the rule entries that fired, structural flags, the length
-    band and, with ``char_ngrams=(lo, hi)``, the character n-grams of every word padded with
-    spaces: they survive misspellings ("cotisacion", "presupesto") and unseen word forms.
-    """
+def word_features(evidence: Evidence) -> set[str]:
+    """Words (unigrams, bigrams, 5-letter stems), fired rule entries, structural flags and the
+    length band of one message, as binary feature names."""
     tokens = evidence.tokens
     feats: set[str] = set()
     add = feats.add
     prev = "^"
-    lo, hi = char_ngrams if char_ngrams else (0, -1)
     for tok in tokens:
         if tok.isdigit():
             tok = "#"
@@ -53,12 +48,6 @@ def model_features(evidence: Evidence, char_ngrams: tuple[int, int] | None = CHA
         if len(tok) > STEM_LEN + 1:
             add("p:" + tok[:STEM_LEN])
         prev = tok
-        if hi > 0 and len(tok) < 40:
-            padded = " " + tok + " "
-            size = len(padded)
-            for n in range(lo, hi + 1):
-                for i in range(size - n + 1):
-                    add("c:" + padded[i : i + n])
     if tokens:
         add("b:" + prev + " $")
     for key in evidence.fired:
@@ -67,7 +56,28 @@ def model_features(evidence: Evidence, char_ngrams: tuple[int, int] | None = CHA
         add("s:" + flag)
     n = len(tokens)
     add("len:" + ("0" if n == 0 else "1-4" if n <= 4 else "5-12" if n <= 12 else "13-40" if n <= 40 else "41+"))
-    return list(feats)
+    return feats
+
+
+def char_features(tokens: list[str], lo: int, hi: int) -> set[str]:
+    """The character n-grams (``lo``..``hi`` letters) of every word padded with spaces: they
+    survive misspellings ("presupesto") and word forms no training line had."""
+    grams: set[str] = set()
+    for tok in tokens:
+        if len(tok) >= 40:  # a pasted token or a hash: noise
+            continue
+        padded = " " + tok + " "
+        size = len(padded)
+        grams.update({padded[i : i + n] for n in range(lo, hi + 1) for i in range(size - n + 1)})
+    return grams
+
+
+def model_features(evidence: Evidence, char_ngrams: tuple[int, int] | None = CHAR_NGRAMS) -> list[str]:
+    """Every binary feature name of one message, character n-grams prefixed ``c:`` (training)."""
+    feats = list(word_features(evidence))
+    if char_ngrams:
+        feats += ["c:" + g for g in char_features(evidence.tokens, *char_ngrams)]
+    return feats
 
 
 def rule_inputs(evidence: Evidence) -> list[float]:
@@ -86,9 +96,11 @@ class LocalModel:
     spam_margin: float
     spam_min_rule: float
     char_ngrams: tuple[int, int] | None = None
-    #: Scale each message's binary features by 1/sqrt(count), so long messages do not shout.
-    normalize: bool = False
+    #: Character n-grams enter as one block of norm ``char_scale`` (each 1/sqrt(count) times it),
+    #: so hundreds of them do not drown the word and rule features.
+    char_scale: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)  # how it was trained (rows, figures)
+    _chars: dict[str, tuple[float, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LocalModel:
@@ -110,7 +122,7 @@ class LocalModel:
             spam_margin=float(data["spam_guard"]["margin"]),
             spam_min_rule=float(data["spam_guard"]["min_rule_score"]),
             char_ngrams=(lo, hi) if ngrams is not None else None,
-            normalize=bool(data.get("normalize", False)),
+            char_scale=float(data.get("char_scale", 1.0)),
             info=dict(data.get("info") or {}),
         )
 
@@ -125,32 +137,39 @@ class LocalModel:
                 "min_rule_score": self.spam_min_rule,
             },
             "char_ngrams": list(self.char_ngrams) if self.char_ngrams else None,
-            "normalize": self.normalize,
+            "char_scale": self.char_scale,
             "info": self.info,
             "weights": {k: [round(x, 3) for x in v] for k, v in sorted(self.weights.items())},
         }
 
+    def __post_init__(self) -> None:
+        # Character n-gram weights in their own dict, keyed without the "c:" prefix, so
+        # inference looks up the grams as generated (no string building per gram).
+        chars = {k[2:]: v for k, v in self.weights.items() if k.startswith("c:")}
+        object.__setattr__(self, "_chars", chars)
+
     def logits(self, evidence: Evidence) -> list[float]:
-        z0 = z1 = z2 = z3 = 0.0
-        weights = self.weights
-        feats = model_features(evidence, self.char_ngrams)
-        for feat in feats:
-            w = weights.get(feat)
-            if w is not None:
-                z0 += w[0]
-                z1 += w[1]
-                z2 += w[2]
-                z3 += w[3]
-        scale = 1.0 / math.sqrt(len(feats)) if self.normalize and feats else 1.0
-        b0, b1, b2, b3 = self.bias
-        z0, z1, z2, z3 = b0 + z0 * scale, b1 + z1 * scale, b2 + z2 * scale, b3 + z3 * scale
+        get = self.weights.get
+        found = [w for w in map(get, word_features(evidence)) if w is not None]
+        z = list(self.bias)
+        if found:
+            for c, total in enumerate(map(sum, zip(*found, strict=True))):
+                z[c] += total
+        if self.char_ngrams:
+            grams = char_features(evidence.tokens, *self.char_ngrams)
+            cget = self._chars.get
+            found = [w for w in map(cget, grams) if w is not None]
+            if found:
+                scale = self.char_scale / math.sqrt(len(grams))
+                for c, total in enumerate(map(sum, zip(*found, strict=True))):
+                    z[c] += total * scale
         for value, row in zip(rule_inputs(evidence), self.rule_weights, strict=True):
             if value:
-                z0 += value * row[0]
-                z1 += value * row[1]
-                z2 += value * row[2]
-                z3 += value * row[3]
-        return [z0, z1, z2, z3]
+                z[0] += value * row[0]
+                z[1] += value * row[1]
+                z[2] += value * row[2]
+                z[3] += value * row[3]
+        return z
 
     def probabilities(self, evidence: Evidence) -> list[float]:
         return softmax(self.logits(evidence))
@@ -201,3 +220,14 @@ def load_model(path: Path | str = SHIPPED_MODEL) -> LocalModel:
 def cached_model(path: str) -> LocalModel:
     """One loaded copy per file for the process (the daemon builds several classifiers)."""
     return load_model(path)
+
+
+def resolve_model_path(configured: Path | str | None) -> Path:
+    """``classifier.model_path`` when that file exists (written by ``leadbox train``), else the
+    shipped model. A file that exists but cannot be used is a ModelError when loaded, not a
+    silent fall back to the shipped one."""
+    if configured:
+        path = Path(configured)
+        if path.exists():
+            return path
+    return SHIPPED_MODEL
