@@ -30,7 +30,9 @@ def make_local_classifier(config: Config) -> LocalClassifier:
     from agent.classifiers.local import LocalClassifier
     from agent.classifiers.model import resolve_model_path
 
-    return LocalClassifier(model_path=resolve_model_path(config.settings.classifier.model_path))
+    s = config.settings
+    return LocalClassifier(model_path=resolve_model_path(s.classifier.model_path),
+                           default_language=s.reply.default_language)
 
 
 def make_classifier(config: Config) -> Classifier:

@@ -111,8 +111,8 @@ class LocalModel:
             lo, hi = int(ngrams[0]), int(ngrams[1])
             if not 1 <= lo <= hi <= 8:
                 raise ValueError(f"char_ngrams out of range: {ngrams}")
-        weights = {str(k): tuple(float(x) for x in v) for k, v in data["weights"].items()}
-        if any(len(v) != len(CLASSES) for v in weights.values()):
+        weights = {str(k): tuple(map(float, v)) for k, v in data["weights"].items()}
+        if any(len(v) != 4 for v in weights.values()):
             raise ValueError("every weight row needs one value per class")
         return cls(
             bias=tuple(float(x) for x in data["bias"]),
