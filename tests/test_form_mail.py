@@ -324,3 +324,34 @@ def test_property_the_form_sender_is_never_the_lead_when_a_visitor_address_is_th
     assert p.email.lower() != sender.lower()
     assert (p.email, p.skip_reason) == (visitor, None), p
     assert is_valid_email(p.email) and p.form is not None
+
+
+# -------------------------------------------------------------- hostile input
+
+
+def test_hostile_notifications_parse_in_linear_time_and_stay_sane() -> None:
+    """Each of these took minutes or more with a backtracking address search; now each is a parse."""
+    long_token = "a" * 200_000  # no space, no address: the worst case for an address regex
+    cases = {
+        "long value": f"Name: Eva\nEmail: eva@luna.example\nMessage: {long_token}\n",
+        "long email value": f"Name: Eva\nEmail: {long_token}\nMessage: hola\n",
+        "long free line": f"Nombre: Eva\nCorreo: eva@luna.example\n\n{long_token}: x\n",
+        "many fields": "".join(f"Field {i}: value {i}\n" for i in range(5_000)) + "Email: eva@luna.example\n",
+        "many labels alone": "Name\nEva\n\n" * 3_000 + "Email\neva@luna.example\n",
+    }
+    for what, body in cases.items():
+        p = parse_email(_notification(frm="wordpress@site.example", body=body))
+        assert p.skip_reason is None or p.skip_reason == "form-without-contact", (what, p.skip_reason)
+        assert len(p.message) <= 20_000 and len(p.form_fields) <= 100, what
+        if p.skip_reason is None:
+            assert p.email == "eva@luna.example", what
+    nested = "<table><tr><td>" * 2_000 + "Email</td><td>eva@luna.example" + "</td></tr></table>" * 2_000
+    p = parse_email(_notification(frm="noreply@site.example", body=nested, html=True))
+    assert p.email in ("eva@luna.example", "") and p.skip_reason in (None, "form-without-contact")
+
+
+def test_a_bounce_that_quotes_a_notification_stays_a_bounce() -> None:
+    quoted = (FORMS / "cf7_en.eml").read_bytes().decode()
+    raw = _notification(frm="MAILER-DAEMON@mx.example", subject="Undelivered Mail Returned to Sender",
+                        body=f"This is the mail system at host mx.example.\n\n{quoted}")
+    assert parse_email(raw).skip_reason == "delivery-report"

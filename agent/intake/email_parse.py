@@ -443,10 +443,13 @@ def _parse(
         )
     body, attachments, html = ("", [], []) if not sender and not msg.keys() else _body_and_attachments(msg)
     if body or html:
-        form = read_notification(
-            from_pairs=from_pairs, reply_to=reply_to, subject=subject, header=headers.get, body=body,
-            html_parts=html, own_addresses=own_addresses, own_domains=own_domains, form_senders=form_senders,
-        )
+        try:
+            form = read_notification(
+                from_pairs=from_pairs, reply_to=reply_to, subject=subject, header=headers.get, body=body,
+                html_parts=html, own_addresses=own_addresses, own_domains=own_domains, form_senders=form_senders,
+            )
+        except Exception:  # noqa: BLE001 - a reader bug must not quarantine a mail that reads as a normal one
+            form = None
         if form is not None:
             return _form_parsed(msg, headers, form, known, attachments, own_addresses, own_domains)
     if not sender:

@@ -58,7 +58,10 @@ _MACHINE_LOCAL = re.compile(
     r"mailer-daemon|postmaster)(?:[+].*)?$",
     re.IGNORECASE,
 )
-_EMAIL_IN_TEXT = re.compile(r"[^\s<>()\[\],;:\"'`]+@[^\s<>()\[\],;:\"'`]+")
+# Splits text into address-sized tokens (a regex that searches for addresses backtracks
+# quadratically over a long run without one: hostile input must stay linear).
+_NOT_ADDRESS = re.compile(r"[\s<>()\[\],;:\"'`]+")
+ADDRESS_SCAN_MAX = 2_000
 _URL = re.compile(r"https?://[^\s<>()\"']+", re.IGNORECASE)
 
 # Footer and header lines of form tools (matched on folded text: lower case, no accents).
@@ -121,6 +124,7 @@ _MARKER_HINTS = ("form ", "form\n", "forms", "form:", "form.", "form,", "form'",
 _CELLS = re.compile(r"<(?:td|th|dt|dd)\b", re.IGNORECASE)
 _FORM_WORD = re.compile(r"\b(?:forms?|formulario|formularios|submission|submissions|envio)\b")
 _FORM_NAME = re.compile(r"\b(?:form|formulario)\s+[\"'“‘«]([^\"'”’»]{1,100})[\"'”’»]", re.IGNORECASE)
+_DAEMON_LOCALS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
 _LABELLED = re.compile(r"^[^:@\n]{1,60}:\s*\S")
 _SITE_LINE = re.compile(r"contact form|formulario de contact[oa]|form (?:on|at) ")
 _PERSON_KINDS = frozenset({"name", "first", "last", "email", "sender", "phone", "message"})
@@ -169,10 +173,15 @@ def _usable(address: str, form_sender: str, own_addresses: frozenset[str]) -> bo
 
 
 def _email_in(value: str) -> str | None:
-    for found in _EMAIL_IN_TEXT.findall(value):
-        candidate = found.strip(".").removeprefix("mailto:")
-        if is_valid_email(candidate):
-            return candidate
+    """The first valid address in the first ``ADDRESS_SCAN_MAX`` characters of a field value."""
+    head = value[:ADDRESS_SCAN_MAX]
+    if "@" not in head:
+        return None
+    for token in _NOT_ADDRESS.split(head.replace("mailto:", " ")):
+        if "@" in token:
+            candidate = token.strip(".")
+            if is_valid_email(candidate):
+                return candidate
     return None
 
 
@@ -255,6 +264,8 @@ def read_notification(
         (a.strip() for _, a in from_pairs if "@" in a), "")
     own = frozenset(a.lower() for a in own_addresses)
     domains = frozenset(d.lower().lstrip("@").rstrip(".") for d in own_domains)
+    if from_addr.rpartition("@")[0].lower() in _DAEMON_LOCALS:
+        return None  # a bounce quoting a notification is still a bounce
     configured = bool(from_addr) and sender_matches(from_addr, form_senders)
     site = configured or (bool(from_addr) and _site_like(from_addr, own, domains))
     if not site and ("@" not in body or not _may_have_marker(body, html_parts, subject, header)):
