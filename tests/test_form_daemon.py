@@ -35,7 +35,8 @@ def notification(n: int, visitor: str, text: str, *, sender: str = f"wordpress@{
 
 
 async def test_form_notifications_become_leads_of_the_visitors_and_get_new_replies(
-        dovecot: DovecotServer, tmp_path: Path, make_daemon: DaemonFactory) -> None:
+        dovecot: DovecotServer, tmp_path: Path, make_daemon: DaemonFactory, store_url: str) -> None:
+    """Once on SQLite, once on PostgreSQL (the form metadata is JSON in both)."""
     user = dovecot.add_user()
     for raw in (
         notification(1, "laura@cliente.example", "Necesito presupuesto para 30 taladros."),
@@ -48,7 +49,7 @@ async def test_form_notifications_become_leads_of_the_visitors_and_get_new_repli
         notification(3, f"leads@{SITE}", "Hola"),  # the "visitor" is us: a loop, never a lead
     ):
         dovecot.append(user, "INBOX", raw)
-    d, _ = await make_daemon(env(dovecot, user, tmp_path,
+    d, _ = await make_daemon(env(dovecot, user, tmp_path, LEADBOX_STORE__URL=store_url,
                                  LEADBOX_INBOX__FORM_SENDERS='["@hotelmar.example"]'))
     await stored(d, 8)
     outcomes = await d.store.inbox_outcomes()

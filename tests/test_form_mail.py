@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from agent.cli import build_parser
 from agent.config import load_config
+from agent.core.loop_guard import reply_block_reason
 from agent.core.models import Category, Lead, State
 from agent.core.replies import Templates, compose_reply
 from agent.errors import ConfigError
@@ -315,7 +316,7 @@ def notifications(draw: st.DrawFn) -> tuple[bytes, str, str]:
     return raw, sender, visitor
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(notifications())
 def test_property_the_form_sender_is_never_the_lead_when_a_visitor_address_is_there(
         case: tuple[bytes, str, str]) -> None:
@@ -355,3 +356,21 @@ def test_a_bounce_that_quotes_a_notification_stays_a_bounce() -> None:
     raw = _notification(frm="MAILER-DAEMON@mx.example", subject="Undelivered Mail Returned to Sender",
                         body=f"This is the mail system at host mx.example.\n\n{quoted}")
     assert parse_email(raw).skip_reason == "delivery-report"
+
+
+def test_a_listed_form_sender_may_mark_its_notifications_auto_generated() -> None:
+    body = "Name: Eva Luna\nEmail: eva@luna.example\nMessage: Hola.\n"
+    listed = frozenset({"@forms.example"})
+
+    def parsed(extra: dict[str, str], senders: frozenset[str] = listed) -> ParsedEmail:
+        raw = _notification(frm="notify@forms.example", body=body, extra=extra)
+        return parse_email(raw, form_senders=senders)
+
+    p = parsed({"Auto-Submitted": "auto-generated"})
+    assert (p.email, p.skip_reason) == ("eva@luna.example", None)
+    assert "auto-submitted" not in p.auto_headers  # so the reply to the visitor is not blocked by it
+    assert reply_block_reason(p.email, to_lead_in(p).auto_headers) is None
+    # Not listed, a reply to something, or also a list: still skipped.
+    assert parsed({"Auto-Submitted": "auto-generated"}, frozenset()).skip_reason == "auto-submitted"
+    assert parsed({"Auto-Submitted": "auto-replied"}).skip_reason == "auto-submitted"
+    assert parsed({"Auto-Submitted": "auto-generated", "List-Id": "<l.example>"}).skip_reason == "mailing-list"

@@ -41,7 +41,7 @@ from agent.core.loop_guard import HeaderView, collect_auto_headers, inbound_skip
 from agent.core.models import LeadIn
 from agent.core.text import classifier_text, html_to_text, normalize_text
 from agent.intake.addresses import is_valid_email
-from agent.intake.form_mail import NO_MESSAGE, FormNotification, read_notification
+from agent.intake.form_mail import NO_MESSAGE, FormNotification, notification_guard, read_notification
 
 __all__ = [
     "ParsedEmail",
@@ -523,13 +523,8 @@ def _form_parsed(
     parsed = ParsedEmail(**known, message=message[:MESSAGE_MAX], clean_text=clean_text[:MESSAGE_MAX],
                          attachments=attachments, phone=form.phone, company=form.company,
                          form=form.form, form_fields=form.fields)
-    parsed.skip_reason = inbound_skip_reason(msg, sender=visitor, own_addresses=own_addresses,
-                                             own_domains=own_domains, headers=headers, notification=True)
-    if parsed.skip_reason is None and not visitor:
-        if form.own_visitor:  # our own address typed into the form: a loop or a test, not a lead
-            parsed.skip_reason = "own-address"
-        else:
-            parsed.skip_reason, parsed.quarantine = "form-without-contact", True
+    parsed.skip_reason, parsed.quarantine = notification_guard(
+        msg, headers, form, parsed.auto_headers, own_addresses, own_domains)
     return parsed
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from email.message import Message
 
-from agent.core.loop_guard import is_no_reply_address
+from agent.core.loop_guard import HeaderView, inbound_skip_reason, is_no_reply_address, reply_block_reason
 from agent.intake.addresses import is_valid_email, sender_matches
 from agent.intake.form_fields import (
     CONTACT_KINDS,
@@ -33,7 +34,7 @@ from agent.intake.form_fields import (
     read_html_fields,
 )
 
-__all__ = ["FormNotification", "is_boilerplate", "read_notification"]
+__all__ = ["FormNotification", "is_boilerplate", "notification_guard", "read_notification"]
 
 SHORT_MAX = 200
 SUBJECT_MAX = 2_000
@@ -143,6 +144,7 @@ class FormNotification:
     form: dict[str, str] = field(default_factory=dict)  # sender, subject, tool, name, page_url, site_url
     fields: dict[str, str] = field(default_factory=dict)  # the other fields (country, budget...)
     own_visitor: bool = False  # no visitor address but our own (the owner testing the form, a loop)
+    configured: bool = False  # the sender is in inbox.form_senders
 
 
 def is_boilerplate(line: str) -> bool:
@@ -285,7 +287,32 @@ def read_notification(
                       for f in found.fields if f.kind in ("email", "sender"))
         if not (marker and contact_form and visitor):
             return None
-    return _contact(found, human_reply, from_addr, own, subject, _tool(from_addr, body, subject, header))
+    out = _contact(found, human_reply, from_addr, own, subject, _tool(from_addr, body, subject, header))
+    out.configured = configured
+    return out
+
+
+def notification_guard(
+    msg: Message, headers: HeaderView, form: FormNotification, auto_headers: dict[str, str],
+    own_addresses: frozenset[str], own_domains: frozenset[str],
+) -> tuple[str | None, bool]:
+    """(skip reason, quarantine) for a recognised notification: the guards aim at the visitor.
+
+    A sender the user listed in ``inbox.form_senders`` may mark its notifications
+    ``Auto-Submitted: auto-generated`` (they are automatic by nature, and the reply goes
+    to the visitor, not to it): that one header is then dropped from ``auto_headers``
+    and every other check still applies. Without a readable visitor: quarantine
+    (``form-without-contact``), or ``own-address`` when the only address typed is ours.
+    """
+    reason = inbound_skip_reason(msg, sender=form.email, own_addresses=own_addresses, own_domains=own_domains,
+                                 headers=headers, notification=True)
+    token = auto_headers.get("auto-submitted", "").split(";", 1)[0].strip().lower()
+    if reason == "auto-submitted" and form.configured and token == "auto-generated":
+        auto_headers.pop("auto-submitted")
+        reason = reply_block_reason(form.email, auto_headers, own_addresses=own_addresses)
+    if reason is None and not form.email:
+        return ("own-address", False) if form.own_visitor else ("form-without-contact", True)
+    return reason, False
 
 
 def _only_contact(line: str, address: str) -> bool:
