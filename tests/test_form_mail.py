@@ -374,3 +374,17 @@ def test_a_listed_form_sender_may_mark_its_notifications_auto_generated() -> Non
     assert parsed({"Auto-Submitted": "auto-generated"}, frozenset()).skip_reason == "auto-submitted"
     assert parsed({"Auto-Submitted": "auto-replied"}).skip_reason == "auto-submitted"
     assert parsed({"Auto-Submitted": "auto-generated", "List-Id": "<l.example>"}).skip_reason == "mailing-list"
+
+
+def test_a_services_own_desk_in_reply_to_is_no_visitor() -> None:
+    """noreply@ with Reply-To support@ of the same organisation and plain text: a service's mail."""
+    raw = _notification(frm="noreply@saas.example", reply_to="support+4411@help.saas.example",
+                        subject="Your ticket was updated", body="We replied to your ticket. See the portal.")
+    p = parse_email(raw)
+    assert p.form is None and p.skip_reason == "no-reply-sender"
+    # From the same kind of sender, a visitor of another organisation is a form's visitor.
+    raw = _notification(frm="noreply@site.example", reply_to="Eva Luna <eva@luna.example>",
+                        subject="Website enquiry", body="Hola, ¿tienen stock del modelo X?")
+    p = parse_email(raw)
+    assert (p.email, p.name, p.skip_reason) == ("eva@luna.example", "Eva Luna", None)
+    assert p.message == "Hola, ¿tienen stock del modelo X?"

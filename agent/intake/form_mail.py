@@ -160,6 +160,11 @@ def _domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower().rstrip(".")
 
 
+def _org(address: str) -> str:
+    """The last two labels of an address's domain: a rough 'same organisation' key."""
+    return ".".join(_domain_of(address).split(".")[-2:])
+
+
 def _site_like(address: str, own_addresses: frozenset[str], own_domains: frozenset[str]) -> bool:
     addr = address.strip().lower()
     local = addr.rpartition("@")[0]
@@ -280,7 +285,10 @@ def read_notification(
     found = _best_fields(body, html_parts)
     contact_form = len(found.kinds() & _PERSON_KINDS) >= 2
     marker = _has_marker(found, subject, header)
-    if not (configured or (site and (human_reply is not None or contact_form or marker))):
+    # A Reply-To in the sender's own organisation (noreply@saas -> support@saas) is the
+    # sender's desk, not a visitor: alone, it is no sign of a form.
+    visitor_reply = human_reply is not None and _org(human_reply[1]) != _org(from_addr)
+    if not (configured or (site and (visitor_reply or contact_form or marker))):
         # Any sender (an SMTP plugin sends from the owner's own mailbox): a marker and
         # contact fields with a visitor address in them, so a person's signature never counts.
         visitor = any(_usable(_email_in(f.value) or "", from_addr, own)
