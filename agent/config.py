@@ -134,6 +134,10 @@ class ClassifierConfig(_Section):
         description="Local model written by `leadbox train`; loaded at start when the file exists, "
         "else the model shipped in the package. Replicas each read their own path: put it on a "
         "shared volume or copy it to every replica.")
+    concurrency: int = Field(
+        100, ge=1, le=1000, description="Most LLM calls in flight at once (its own limit, apart from "
+        "worker.concurrency); lowered by itself while the provider answers 429 or its rate-limit "
+        "headers run low.")
 
 
 CATEGORIES = ("sales", "support", "info", "spam")

@@ -112,8 +112,9 @@ def daemon_env(fakes: Fakes, tmp: Path, port: int, extra: dict[str, str]) -> dic
 
 
 def start_daemon(tmp: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    p = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(ROOT / "config/agent.toml")],
-                         cwd=tmp, env=env, stdout=open(tmp / "daemon.log", "wb"), stderr=subprocess.STDOUT)
+    with open(tmp / "daemon.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        p = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(ROOT / "config/agent.toml")],
+                             cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if p.poll() is not None:

@@ -46,7 +46,7 @@ def make_classifier(config: Config) -> Classifier:
         local_model_path=c.model_path,
         model=c.model, base_url=c.base_url or None, timeout=c.timeout, max_retries=c.max_retries,
         max_input_chars=c.max_input_chars, breaker_failures=c.breaker_failures,
-        breaker_reset_seconds=c.breaker_reset_seconds,
+        breaker_reset_seconds=c.breaker_reset_seconds, concurrency=c.concurrency,
     )
 
 

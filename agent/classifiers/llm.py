@@ -1,10 +1,20 @@
 """The OpenAI (or any OpenAI-compatible server) classifier, with a local fallback.
 
 Why it is built this way:
-- Chat Completions with structured outputs (``chat.completions.parse`` and a
-  pydantic model whose ``category`` is a JSON-schema enum) is the API every
+- Chat Completions with structured outputs (a strict JSON schema made from a
+  pydantic model whose ``category`` is an enum) is the API every
   OpenAI-compatible server speaks (Ollama, vLLM, LM Studio, llama.cpp), so
   ``base_url`` is the only switch between them.
+- CPU per call counts (issue 17): ``chat.completions.parse`` cost ~4 ms of
+  client CPU per call, mostly turning the same system prompt and schema into
+  a request again and again, and httpx's pure-Python HTTP. The request's fixed
+  parts are built once; each call goes through the SDK's own ``client.post``
+  (its retries, Retry-After handling, timeouts and error classes) on the SDK's
+  aiohttp transport, and the answer is validated with the same pydantic model:
+  ~1 ms per call. One client (one connection pool) serves every call.
+- At most ``classifier.concurrency`` calls are in flight; rate limits (429,
+  low ``x-ratelimit-remaining-*``) lower that and pause new calls without
+  opening the breaker (``limiter.py``).
 - The lead's text is data, never instructions: it travels verbatim in its own
   user message between ``<<<MESSAGE`` / ``MESSAGE>>>`` markers, with any marker
   inside the text neutralised, and the system prompt says so. Whatever the
@@ -18,8 +28,7 @@ Why it is built this way:
   ``classifier="local"``; a scheduler job re-classifies later.
 
 Circuit breaker policy (what counts as the endpoint being unhealthy):
-- Counted as failures: connection refused, timeouts, 429 after the SDK's own
-  retries (which honour Retry-After), 5xx, other HTTP errors (401, 404 model),
+- Counted as failures: connection refused, timeouts, 5xx, other HTTP errors (401, 404 model),
   and answers that break the schema (malformed JSON, a category outside the
   enum). The last ones are counted because they are usually systematic (a
   server that ignores ``response_format``); a single hostile message costs one
@@ -27,12 +36,16 @@ Circuit breaker policy (what counts as the endpoint being unhealthy):
 - Not counted (the endpoint answered properly, the *message* was the problem):
   refusals, ``finish_reason == "content_filter"`` and ``"length"``. They fall
   back for that lead and count as a healthy answer for the breaker.
+- Not counted either: 429 after the SDK's own retries (which honour
+  Retry-After). The endpoint is healthy and busy; the lead falls back for now
+  (and is re-classified later) while the limiter slows the calls down.
 - While the breaker is open the endpoint is not called at all; :meth:`probe`
   lets a scheduler job test it (as the half-open trial) and close it again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -40,12 +53,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import openai
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.classifiers.breaker import BreakerState, CircuitBreaker
 from agent.classifiers.language import detect_language
+from agent.classifiers.limiter import AdaptiveLimit
 from agent.classifiers.local import LocalClassifier
 from agent.classifiers.model import resolve_model_path
 from agent.classifiers.text import clip, summarize
@@ -99,6 +114,23 @@ class LeadVerdict(BaseModel):
     confidence: float = Field(description="Confidence between 0 and 1.")
 
 
+def strict_response_format(model: type[BaseModel]) -> dict[str, Any]:
+    """``response_format`` for strict structured output, built once: the model's JSON schema
+    with references to enums inlined (each property carries its own enum and description)."""
+    schema = model.model_json_schema()
+    defs = schema.get("$defs", {})
+    for name, prop in list(schema.get("properties", {}).items()):
+        ref = prop.get("$ref", "")
+        if ref.startswith("#/$defs/") and ref[8:] in defs:
+            inlined = {**defs[ref[8:]], **{k: v for k, v in prop.items() if k != "$ref"}}
+            schema["properties"][name] = inlined
+    return {"type": "json_schema", "json_schema": {"name": model.__name__, "schema": schema, "strict": True}}
+
+
+RESPONSE_FORMAT = strict_response_format(LeadVerdict)
+SYSTEM_MESSAGE = {"role": "system", "content": SYSTEM_PROMPT}
+
+
 def neutralise(text: str) -> str:
     """Make sure the lead's text cannot close (or reopen) our delimiters."""
     text = _ANGLE_RUN_RE.sub(lambda m: "‹" * len(m.group()) if m.group()[0] == "<" else "›" * len(m.group()), text)
@@ -149,6 +181,7 @@ class OpenAIClassifier:
         max_input_chars: int = 4000,
         breaker_failures: int = 5,
         breaker_reset_seconds: float = 60.0,
+        concurrency: int = 100,
         http_client: Any = None,
         clock: Any = None,
     ) -> None:
@@ -159,6 +192,14 @@ class OpenAIClassifier:
         self.max_input_chars = max_input_chars
         self.fallback = fallback
         self._owns_http = http_client is None
+        self.limit = AdaptiveLimit(concurrency)
+        if http_client is None:
+            # The SDK's aiohttp transport: a C HTTP parser instead of pure-Python httpcore.
+            # The hook sees every answer, retried ones included, for the rate-limit signals.
+            pool = concurrency + 4  # the probe and the re-classify job share the pool
+            http_client = openai.DefaultAioHttpClient(
+                limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool),
+                event_hooks={"response": [self._on_response]})
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
@@ -186,15 +227,22 @@ class OpenAIClassifier:
             return await self._fall_back(text, subject, "circuit breaker open")
         try:
             verdict = await self._ask(text, subject)
-        except openai.LengthFinishReasonError:
-            self.breaker.record_success()
-            return await self._fall_back(text, subject, "answer cut at the token limit")
-        except openai.ContentFilterFinishReasonError:
-            self.breaker.record_success()
-            return await self._fall_back(text, subject, "answer stopped by the content filter")
         except _RefusalError as exc:
             self.breaker.record_success()
             return await self._fall_back(text, subject, f"model refused: {exc}")
+        except _CutOff:
+            self.breaker.record_success()
+            return await self._fall_back(text, subject, "answer cut at the token limit")
+        except _Filtered:
+            self.breaker.record_success()
+            return await self._fall_back(text, subject, "answer stopped by the content filter")
+        except openai.RateLimitError as exc:
+            # Busy, not broken: no breaker count; the limiter slows down (the hook saw the 429s;
+            # this also covers an http_client given by the caller) and the lead falls back.
+            self.breaker.release()
+            self.limit.observe(429, exc.response.headers)
+            self._note_error(exc)
+            return await self._fall_back(text, subject, "rate limited")
         except (pydantic.ValidationError, ValueError, openai.APIResponseValidationError) as exc:
             self._failed(exc)
             return await self._fall_back(text, subject, "answer outside the schema")
@@ -206,6 +254,7 @@ class OpenAIClassifier:
             self._failed(exc)
             return await self._fall_back(text, subject, type(exc).__name__)
         self.breaker.record_success()
+        self.limit.succeeded()
         return await self._to_classification(verdict, text, subject)
 
     def state(self) -> dict[str, Any]:
@@ -223,6 +272,10 @@ class OpenAIClassifier:
             "last_error_at": self.last_error_at,
             "tokens_used": self.tokens_used,
             "fallbacks": self.fallbacks,
+            "concurrency": self.limit.limit,
+            "concurrency_max": self.limit.maximum,
+            "in_flight": self.limit.in_flight,
+            "rate_limited_for": round(self.limit.paused_for, 1),
         }
 
     async def probe(self, *, force: bool = False) -> bool:
@@ -250,28 +303,53 @@ class OpenAIClassifier:
 
     # -- internals ------------------------------------------------------------------
 
+    async def _on_response(self, response: httpx2.Response) -> None:
+        self.limit.observe(response.status_code, response.headers)
+
     async def _ask(self, text: str, subject: str | None, max_retries: int | None = None) -> LeadVerdict:
         client = self._client if max_retries is None else self._client.with_options(max_retries=max_retries)
-        completion = await client.chat.completions.parse(
-            model=self.model,
-            messages=[
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": build_user_message(text, subject, self.max_input_chars)},
-            ],
-            response_format=LeadVerdict,
-        )
-        self.calls += 1
-        if completion.usage is not None:
-            self.tokens_used += completion.usage.total_tokens or 0
-            self.prompt_tokens_used += completion.usage.prompt_tokens or 0
-        if not completion.choices:
-            raise ValueError("answer without choices")
-        message = completion.choices[0].message
-        if message.parsed is None:
-            if message.refusal:
-                raise _RefusalError(clip(message.refusal, 200))
-            raise ValueError("answer without parsed content")
-        return message.parsed
+        user = {"role": "user", "content": build_user_message(text, subject, self.max_input_chars)}
+        body = {
+            "model": self.model,
+            "messages": [SYSTEM_MESSAGE, user],
+            "response_format": RESPONSE_FORMAT,
+        }
+        await self.limit.acquire()
+        try:
+            response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+        finally:
+            self.limit.release()
+        return self._verdict(response.content)
+
+    def _verdict(self, content: bytes) -> LeadVerdict:
+        """The model's answer out of a Chat Completions response body, checked on the way."""
+        try:
+            data = json.loads(content)
+            usage = data.get("usage") or {}
+            choices = data.get("choices") or []
+            self.calls += 1
+            self.tokens_used += int(usage.get("total_tokens") or 0)
+            self.prompt_tokens_used += int(usage.get("prompt_tokens") or 0)
+            if not choices:
+                raise ValueError("answer without choices")
+            choice = choices[0]
+            message = choice.get("message") or {}
+            finish = choice.get("finish_reason")
+            refusal = message.get("refusal")
+            answer = message.get("content")
+        except (AttributeError, TypeError) as exc:
+            raise ValueError(f"answer is no chat completion ({type(exc).__name__})") from None
+        if finish == "length":
+            raise _CutOff()
+        if finish == "content_filter":
+            raise _Filtered()
+        if refusal:
+            raise _RefusalError(clip(str(refusal), 200))
+        if not isinstance(answer, str):
+            raise ValueError("answer without content")
+        if self.calls:
+            self.limit.tokens_per_call = max(100, self.tokens_used // self.calls)
+        return LeadVerdict.model_validate_json(answer)
 
     async def _to_classification(
         self, verdict: LeadVerdict, text: str, subject: str | None
@@ -310,16 +388,33 @@ class OpenAIClassifier:
             needs_reclassify=True,
         )
 
+    def _note_error(self, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        root = exc
+        while root.__cause__ is not None:
+            root = root.__cause__
+        if root is not exc:  # e.g. a refused connection that the aiohttp transport reports as a timeout
+            text += f" (cause: {type(root).__name__}: {root})"
+        self.last_error = clip(text, 300)
+        self.last_error_at = time.time()
+
     def _failed(self, exc: BaseException) -> None:
         self.breaker.record_failure()
-        self.last_error = clip(f"{type(exc).__name__}: {exc}", 300)
-        self.last_error_at = time.time()
+        self._note_error(exc)
         log.warning("openai classifier failed", extra={"error": self.last_error,
                                                       "reason": f"breaker {self.breaker.state}"})
 
 
 class _RefusalError(Exception):
     """The model declined to answer this message (a per-message outcome)."""
+
+
+class _CutOff(Exception):
+    """The answer stopped at the token limit (finish_reason "length")."""
+
+
+class _Filtered(Exception):
+    """The answer was stopped by the content filter (finish_reason "content_filter")."""
 
 
 def make_classifier(

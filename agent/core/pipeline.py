@@ -78,6 +78,8 @@ class Step(Protocol):
     # True for the step that asks a classifier: a paid (non-local) answer is written at once,
     # so a later failure of the lead does not pay for it twice.
     calls_classifier: bool
+    # True when the step bounds its own concurrency (so the worker's limit need not).
+    limits_itself: bool
 
     async def run(self, lead: Lead, svc: Services) -> None: ...
 
@@ -88,6 +90,7 @@ class Classify:
     name = "classify"
     applies_to = State.RECEIVED
     calls_classifier = True
+    limits_itself = True  # the LLM adapter holds classifier.concurrency; local is CPU only
 
     async def run(self, lead: Lead, svc: Services) -> None:
         blocked = reply_block_reason(lead.email_norm, lead.auto_headers, own_addresses=svc.reply.own_addresses)
@@ -108,6 +111,7 @@ class Prioritize:
     name = "prioritize"
     applies_to = State.CLASSIFIED
     calls_classifier = False
+    limits_itself = False
 
     async def run(self, lead: Lead, svc: Services) -> None:
         assert lead.category is not None
@@ -126,6 +130,7 @@ class MirrorRow:
     name = "mirror"
     applies_to = State.SAVED
     calls_classifier = False
+    limits_itself = False
 
     async def run(self, lead: Lead, svc: Services) -> None:
         lead.state = State.MIRRORED
@@ -167,6 +172,7 @@ class Reply:
     name = "reply"
     applies_to = State.MIRRORED
     calls_classifier = False
+    limits_itself = False
 
     async def run(self, lead: Lead, svc: Services) -> None:
         policy, store = svc.reply, svc.store

@@ -11,6 +11,7 @@ failure with its traceback kept, so the loop never dies and never drops a lead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -114,14 +115,23 @@ class Worker:
 
     # -- one lead -------------------------------------------------------
     async def _guarded(self, lead: Lead) -> None:
-        async with self._sem:
-            await self.process(lead)
+        async with contextlib.AsyncExitStack() as held:
+            await self.process(lead, held)
 
-    async def process(self, lead: Lead) -> None:
+    async def process(self, lead: Lead, held: contextlib.AsyncExitStack | None = None) -> None:
+        """Drive one lead through the steps.
+
+        ``worker.concurrency`` bounds the leads inside steps that do not bound themselves; a
+        step that has its own limit (the LLM call: ``classifier.concurrency``) runs before the
+        lead takes one of those places, so slow remote calls do not hold the rest back.
+        """
         store, metrics = self.svc.store, self.svc.metrics
         for step in self.steps:
             if lead.state is not step.applies_to:
                 continue
+            if held is not None and not step.limits_itself:
+                await held.enter_async_context(self._sem)
+                held = None  # taken: kept until the lead leaves the worker
             t0 = time.perf_counter()
             try:
                 await step.run(lead, self.svc)
