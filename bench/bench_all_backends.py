@@ -157,7 +157,7 @@ def run_one(fakes: Fakes, rows: int, latency: float, n: int, extra: dict[str, st
     try:
         print(f"daemon pid {p.pid} (sheet {rows} rows, LLM latency {latency}s)", file=sys.stderr, flush=True)
         time.sleep(1.0)  # let start-up (sheet open, id column read) finish before the clock starts
-        cpu0 = cpu_seconds(p.pid)
+        cpu0, own0 = cpu_seconds(p.pid), time.process_time()
         t0 = time.monotonic()
         leads = asyncio.run(post_leads(port, n, f"r{rows}l{int(latency * 1000)}"))
         t_intake = time.monotonic()
@@ -165,14 +165,16 @@ def run_one(fakes: Fakes, rows: int, latency: float, n: int, extra: dict[str, st
         want_replies = sum(1 for _, spam in leads.values() if not spam)
         deadline = t0 + 60 + n / 20
         got_rows = got_replies = 0
+        in_flight: list[int] = []
         while time.monotonic() < deadline:
+            in_flight.append(fakes.openai.in_flight)
             got_rows = fakes.sheets.row_count(DEFAULT_KEY, "Leads")
             got_replies = len(fakes.smtp.messages)
             if got_rows >= want_rows and got_replies >= want_replies:
                 break
             time.sleep(0.05)
         t_done = time.monotonic()
-        cpu = cpu_seconds(p.pid) - cpu0
+        cpu, own = cpu_seconds(p.pid) - cpu0, time.process_time() - own0
         time.sleep(1.0)  # anything sent twice would arrive now
     finally:
         p.terminate()
@@ -191,7 +193,9 @@ def run_one(fakes: Fakes, rows: int, latency: float, n: int, extra: dict[str, st
         "sheet_rows": rows, "llm_latency_ms": int(latency * 1000), "leads": len(leads),
         "done_per_s": round(len(leads) / elapsed, 1), "seconds": round(elapsed, 2),
         "intake_s": round(t_intake - t0, 2), "daemon_cpu_ms_per_lead": round(1000 * cpu / len(leads), 2),
-        "llm_calls": fakes.openai.calls, "appends": fakes.sheets.calls["values_append"],
+        "fakes_and_client_cpu_ms_per_lead": round(1000 * own / len(leads), 2),
+        "llm_calls": fakes.openai.calls, "llm_in_flight_avg": round(sum(in_flight) / max(1, len(in_flight)), 1),
+        "llm_in_flight_max": fakes.openai.max_in_flight, "appends": fakes.sheets.calls["values_append"],
         "smtp_messages": sum(replies.values()), "rows_seen": got_rows - rows - 1, "ok": not problems,
         "problems": problems,
     }

@@ -68,31 +68,47 @@ class Worker:
             self._tasks.add(current)
             current.add_done_callback(self._tasks.discard)
         done = 0
+        running: set[asyncio.Task[None]] = set()
         try:
             while not self._stopping:
                 self._again = False
                 contended = self.contended()
                 size = min(self.cfg.batch_size, 8) if contended else self.cfg.batch_size
-                leads = await self.svc.store.claim(size, self.owner, self.cfg.lease_seconds)
-                if not leads:
+                leads = []
+                if len(running) < size:
+                    leads = await self.svc.store.claim(size - len(running), self.owner, self.cfg.lease_seconds)
+                if not leads and not running:
                     if self._again:
                         continue
                     break
                 t0 = time.monotonic()
-                try:
-                    await asyncio.gather(*(self._guarded(lead) for lead in leads))
-                finally:
-                    await self._flush_finals()
+                for lead in leads:
+                    task = asyncio.get_running_loop().create_task(self._guarded(lead))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
                 done += len(leads)
+                # Keep the batch's places filled: claim again once half of them are free, so a
+                # batch never waits for its slowest lead (an LLM answer, a slow SMTP server).
+                # While intake is busy, or the queue is empty for now, finish what runs first.
+                await _until_at_most(running, size // 2 if leads and not contended else 0)
+                await self._flush_finals()
                 # Intake has priority: while requests pile up the worker takes small
                 # batches and about a twentieth of the loop, and drains the backlog after.
                 if contended:
                     await asyncio.sleep(min(0.5, 19 * (time.monotonic() - t0)))
                 else:
                     await asyncio.sleep(0)
+            await _until_at_most(running, 0)
+            await self._flush_finals()
         except Exception:
             log.exception("worker sweep failed; will retry on the next tick")
         finally:
+            if running:  # left by an error or a cancellation: their leases are released
+                for task in list(running):
+                    task.cancel()
+                await asyncio.gather(*running, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await self._flush_finals()
             self._running = False
         return done
 
@@ -190,3 +206,23 @@ class Worker:
         self.svc.metrics.lead_processed(State.FAILED.value, lead.category.value if lead.category else "none")
         log.error("lead failed", extra={"lead_id": lead.id, "reason": lead.last_error[:300]})
         await self.svc.store.update(lead, release=True)
+
+
+async def _until_at_most(running: set[asyncio.Task[None]], n: int) -> None:
+    """Wait until at most ``n`` of the ``running`` tasks are left (each removes itself when done)."""
+    if len(running) <= n:
+        return
+    enough = asyncio.Event()
+
+    def check(_: asyncio.Task[None]) -> None:
+        if len(running) <= n:
+            enough.set()
+
+    tasks = list(running)
+    for task in tasks:
+        task.add_done_callback(check)
+    try:
+        await enough.wait()
+    finally:
+        for task in tasks:
+            task.remove_done_callback(check)
