@@ -80,9 +80,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         try:
             c = await clf.classify(text)
         finally:
-            closer = getattr(clf, "close", None)
-            if closer is not None:
-                await closer()
+            await clf.close()
         p = config.settings.priority
         d = PriorityRules(p.by_category, p.urgent_words, p.domains).decide(c.category, args.email or "", text)
         labels = config.settings.labels
@@ -161,7 +159,7 @@ def cmd_sheets(args: argparse.Namespace) -> int:
     async def go() -> int:
         mirror, info = make_mirror(config)
         if mirror is None:
-            print(f"sheets: disabled: {info.get('reason')}", file=sys.stderr)
+            print(f"sheets: disabled: {info.reason}", file=sys.stderr)
             return 1
         try:
             result = await check(mirror)  # type: ignore[arg-type]

@@ -101,7 +101,7 @@ async def test_rows_appear_with_values_in_order(make_mirror: MirrorFactory, fres
     assert set(fresh_sheets.value_input_options) == {"RAW"}
     # minimal scope: spreadsheets only, no Drive
     assert fresh_sheets.scopes == ["https://www.googleapis.com/auth/spreadsheets"]
-    assert m.state() == {"state": "ok", "reason": None, "pending": 0}
+    assert m.health().as_json() == {"state": "ok", "reason": None, "pending": 0}
 
 
 async def test_received_at_is_converted_to_utc_and_labels_are_configurable(
@@ -185,7 +185,7 @@ async def test_429_twice_then_success_gives_one_row(make_mirror: MirrorFactory, 
     assert len(data_rows(fresh_sheets)) == 1
     assert fresh_sheets.calls["values_append"] == 3
     assert fresh_sheets.statuses["429"] == 2
-    assert m.state()["state"] == "ok"
+    assert m.health().as_json()["state"] == "ok"
 
 
 async def test_5xx_is_retried(make_mirror: MirrorFactory, fresh_sheets: SheetsFake) -> None:
@@ -260,11 +260,11 @@ async def test_403_404_at_start_are_permanent(
     fresh_sheets.script("metadata", mode, times=1)
     with pytest.raises(PermanentError, match=text):
         await m.start()
-    assert m.state()["state"] == state
-    assert text in m.state()["reason"]
+    assert m.health().as_json()["state"] == state
+    assert text in m.health().as_json()["reason"]
     # fixed on the Google side: the next mirror reopens and works
     await m.mirror(make_lead(1))
-    assert m.state()["state"] == "ok"
+    assert m.health().as_json()["state"] == "ok"
     assert len(data_rows(fresh_sheets)) == 1
 
 
@@ -277,7 +277,7 @@ async def test_403_404_on_append_are_permanent_and_not_retried(
     fresh_sheets.script("values_append", mode, times=1)
     with pytest.raises(PermanentError):
         await m.mirror(make_lead(1))
-    assert m.state()["state"] == state
+    assert m.health().as_json()["state"] == state
     assert fresh_sheets.calls["values_append"] == 1
     assert data_rows(fresh_sheets) == []
 
@@ -286,7 +286,7 @@ async def test_unknown_spreadsheet_key_is_not_found(make_mirror: MirrorFactory) 
     m = make_mirror(spreadsheet="no-such-key")
     with pytest.raises(PermanentError, match="spreadsheet not found"):
         await m.start()
-    assert m.state()["state"] == "not_found"
+    assert m.health().as_json()["state"] == "not_found"
 
 
 async def test_retries_are_bounded_then_transient_and_fast_fail(
@@ -298,7 +298,7 @@ async def test_retries_are_bounded_then_transient_and_fast_fail(
     with pytest.raises(TransientError):
         await m.mirror(make_lead(1))
     assert fresh_sheets.calls["values_append"] == 3  # 1 + max_retries
-    assert m.state()["state"] == "degraded"
+    assert m.health().as_json()["state"] == "degraded"
     before = dict(fresh_sheets.calls)
     with pytest.raises(TransientError) as info:  # cooldown: no call at all
         await m.mirror(make_lead(2))
@@ -313,12 +313,12 @@ async def test_server_down_then_back(make_mirror: MirrorFactory, fresh_sheets: S
     try:
         with pytest.raises(TransientError):
             await m.mirror(make_lead(1))
-        assert m.state()["state"] == "degraded"
+        assert m.health().as_json()["state"] == "degraded"
     finally:
         fresh_sheets.start()
     await m.mirror(make_lead(1))
     assert len(data_rows(fresh_sheets)) == 1
-    assert m.state()["state"] == "ok"
+    assert m.health().as_json()["state"] == "ok"
 
 
 async def test_start_while_down_then_mirror_opens_later(
@@ -361,7 +361,7 @@ async def test_a_burst_is_written_when_no_more_rows_come(make_mirror: MirrorFact
     m = make_mirror(batch_size=1000, flush_seconds=3600, quiet_seconds=0.05)
     await m.start()
     futures = [m.submit(make_lead(i)) for i in range(7)]  # submit returns at once
-    assert m.state()["pending"] == 7 and not any(f.done() for f in futures)
+    assert m.health().as_json()["pending"] == 7 and not any(f.done() for f in futures)
     await asyncio.wait_for(asyncio.gather(*futures), 30)
     assert fresh_sheets.calls["values_append"] == 1
     assert [r[-1] for r in data_rows(fresh_sheets)] == [f"lead-{i:05d}" for i in range(7)]
@@ -431,11 +431,11 @@ async def test_close_flushes_pending(make_mirror: MirrorFactory, fresh_sheets: S
     await m.start()
     task = asyncio.create_task(m.mirror(make_lead(1)))
     await asyncio.sleep(0)
-    assert m.state()["pending"] == 1
+    assert m.health().as_json()["pending"] == 1
     await m.close()
     await task
     assert len(data_rows(fresh_sheets)) == 1
-    assert m.state()["state"] == "disabled"
+    assert m.health().as_json()["state"] == "disabled"
     with pytest.raises(TransientError):
         await m.mirror(make_lead(2))
 
@@ -464,7 +464,7 @@ async def test_bad_key_is_refused_by_token_endpoint(
     m = make_mirror(credentials_info=info)
     with pytest.raises(PermanentError, match="credentials"):
         await m.start()
-    assert m.state()["state"] == "permission_denied"
+    assert m.health().as_json()["state"] == "permission_denied"
 
 
 class _NoRegister:

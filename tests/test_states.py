@@ -43,3 +43,20 @@ async def test_reply_gate_refuses_a_ledger_status_it_does_not_know(tmp_path: Pat
                                       cap_since=0.0, cap=0) == (None, "resumed")
     finally:
         await store.close()
+
+
+def test_health_is_what_readyz_shows_and_decides_readiness(tmp_path: Path) -> None:
+    from agent.core.models import Health
+    from agent.core.states import UNREADY, HealthState
+    from agent.mail.outbox import OutboxTransport
+
+    h = Health(HealthState.DOWN, "smtp unreachable", {"host": "mail:465"})
+    assert h.as_json() == {"state": "down", "reason": "smtp unreachable", "host": "mail:465"}
+    assert [s for s in HealthState if not Health(s).ready] == list(UNREADY)
+    assert Health(HealthState.PAUSED).ready and Health(HealthState.NOT_LEADER).ready
+    # A real adapter: an outbox folder that cannot exist is down, with the reason.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    down = OutboxTransport(blocker / "outbox").health()
+    assert down.state is HealthState.DOWN and not down.ready and down.reason
+    assert OutboxTransport(tmp_path / "outbox").health().as_json()["state"] == "ok"

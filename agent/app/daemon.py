@@ -30,11 +30,12 @@ from agent.app.wiring import (
 )
 from agent.config import Config, ReplyConfig
 from agent.core.mirror_ledger import MirrorLedger
+from agent.core.models import Health
 from agent.core.pipeline import ReplyPolicy, Services
 from agent.core.ports import Store
 from agent.core.priority import PriorityRules
 from agent.core.replies import Templates
-from agent.core.states import FINAL_STATES, MirrorStatus
+from agent.core.states import FINAL_STATES, HealthState, MirrorStatus
 from agent.core.worker import Worker
 from agent.errors import LeadboxError
 from agent.intake.access import RateLimiter, SignatureChecker
@@ -61,7 +62,8 @@ class Daemon:
         self.scheduler = AsyncIOScheduler(
             timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60})
         self.inbox: Any = None
-        self.mirror_info: dict[str, Any] = {}
+        # Why there is no sheet mirror, when there is none (for /readyz).
+        self.mirror_off = Health(HealthState.DISABLED, "not started")
         self._started = False
         self._tokens_seen = 0
         # Built in start(): they may touch files or the network.
@@ -85,7 +87,7 @@ class Daemon:
         local = make_local_classifier(self.config)
         log.info("classifier: local model loaded", extra={"reason": local.describe()})
         classifier = make_classifier(self.config)
-        mirror, self.mirror_info = make_mirror(self.config)
+        mirror, self.mirror_off = make_mirror(self.config)
         self.svc = Services(
             store=self.store, classifier=classifier, local_classifier=local,
             rules=PriorityRules(s.priority.by_category, s.priority.urgent_words, s.priority.domains),
@@ -102,10 +104,10 @@ class Daemon:
             metrics=self.metrics,
         )
         self.worker = Worker(self.svc, s.worker, contended=self.intake.contended)
-        reply_state = self.svc.transport.state()
-        if reply_state.get("state") == "down":  # e.g. an outbox on a root-owned volume: say so now
+        reply_health = self.svc.transport.health()
+        if reply_health.state is HealthState.DOWN:  # e.g. an outbox on a root-owned volume: say so now
             log.error("reply transport cannot send replies; /readyz answers 503 until it can",
-                      extra={"reason": reply_state.get("reason", "")})
+                      extra={"reason": reply_health.reason or ""})
         if mirror is not None:
             try:
                 await mirror.start()
@@ -172,10 +174,8 @@ class Daemon:
                     await asyncio.wait_for(self.svc.mirror_ledger.drain(), timeout=max(1.0, grace / 2))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.svc.transport.close(), timeout=max(1.0, grace / 2))
-            closer = getattr(self.svc.classifier, "close", None)
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    await closer()
+            with contextlib.suppress(Exception):
+                await self.svc.classifier.close()
         await self.store.close()
 
     # -- jobs -----------------------------------------------------------
@@ -183,13 +183,12 @@ class Daemon:
         """Leads decided by the fallback get the preferred classifier once it answers (no new reply)."""
         clf = self.svc.classifier
         leads = [x for x in await self.store.needing_reclassify(50) if x.state in FINAL_STATES]
-        probe = getattr(clf, "probe", None)
-        if not leads or (probe is not None and not await probe()):
+        if not leads or not await clf.probe():
             return  # nothing to do, or still down (one cheap call at most): try again next time
         for lead in leads:
             c = await clf.classify(lead.text_for_classifier, subject=lead.subject)
             if c.needs_reclassify:
-                if clf.state().get("breaker", "closed") == "closed":
+                if clf.circuit() in (None, "closed"):
                     continue  # this message's problem (refusal, length): do not starve the rest
                 return  # down again: try again next time
             lead.category, lead.summary, lead.language = c.category, c.summary, c.language
@@ -228,38 +227,34 @@ class Daemon:
         ok = not self.stopping
         try:
             await asyncio.wait_for(self.store.ping(), timeout=2.0)
-            parts["store"] = {"state": "ok"}
+            parts["store"] = Health(HealthState.OK)
         except Exception as e:  # noqa: BLE001 - any failure means the store is not ready
-            parts["store"] = {"state": "down", "reason": type(e).__name__}
-            ok = False
+            parts["store"] = Health(HealthState.DOWN, type(e).__name__)
         running = bool(self._started and self.scheduler.running and not self.stopping)
-        parts["scheduler"] = {"state": "ok" if running else "stopped"}
+        parts["scheduler"] = Health(HealthState.OK if running else HealthState.STOPPED)
         ok = ok and running
         if self._started:
-            parts["classifier"] = self.svc.classifier.state()
-            parts["reply"] = self.svc.transport.state()
-            parts["sheets"] = self.svc.mirror.state() if self.svc.mirror is not None else self.mirror_info
+            parts["classifier"] = self.svc.classifier.health()
+            parts["reply"] = self.svc.transport.health()
+            parts["sheets"] = self.svc.mirror.health() if self.svc.mirror is not None else self.mirror_off
             if self.inbox is not None:
-                parts["inbox"] = self.inbox.state()
-        bad = {"down", "needs_credentials", "permission_denied", "not_found", "open"}
-        for name, part in parts.items():
-            st = part.get("state") or part.get("circuit") or part.get("breaker")
-            up = st not in bad
-            self.metrics.set_adapter_up(name, up)
-            ok = ok and up
-        return {"status": "ok" if ok else "unavailable", "stopping": self.stopping, "checks": parts}
+                parts["inbox"] = self.inbox.health()
+        for name, health in parts.items():
+            self.metrics.set_adapter_up(name, health.ready)
+            ok = ok and health.ready
+        return {"status": "ok" if ok else "unavailable", "stopping": self.stopping,
+                "checks": {name: health.as_json() for name, health in parts.items()}}
 
     async def refresh_gauges(self) -> None:
         with contextlib.suppress(Exception):
             self.metrics.set_store_counts(await self.store.counts())
         if self._started:
-            self.metrics.set_reply_paused(self.svc.transport.state().get("state") == "paused")
-            st = self.svc.classifier.state()
-            circuit = st.get("circuit", st.get("breaker"))
+            self.metrics.set_reply_paused(self.svc.transport.health().state is HealthState.PAUSED)
+            circuit = self.svc.classifier.circuit()
             if circuit is not None:
                 self.metrics.set_circuit_state(self.svc.classifier.name, circuit)
-            tokens = getattr(self.svc.classifier, "tokens_used", None)
-            if isinstance(tokens, int) and tokens > self._tokens_seen:
+            tokens = self.svc.classifier.tokens_used
+            if tokens > self._tokens_seen:
                 self.metrics.add_llm_tokens(tokens - self._tokens_seen)
                 self._tokens_seen = tokens
 

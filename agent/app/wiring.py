@@ -7,10 +7,12 @@ never imports openai, gspread or psycopg.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent.config import Config
+from agent.core.models import Health
 from agent.core.ports import Classifier, MailTransport, Mirror, Store
+from agent.core.states import HealthState
 from agent.errors import ConfigError
 from agent.stores import open_store
 
@@ -68,11 +70,11 @@ def make_transport(config: Config) -> MailTransport:
     return OutboxTransport(r.outbox_dir)
 
 
-def make_mirror(config: Config) -> tuple[Mirror | None, dict[str, Any]]:
+def make_mirror(config: Config) -> tuple[Mirror | None, Health]:
     """The sheet mirror, or None with the reason it is off."""
     s = config.settings.sheets
     if not s.enabled:
-        return None, {"state": "disabled", "reason": "sheets.enabled = false"}
+        return None, Health(HealthState.DISABLED, "sheets.enabled = false")
     from agent.mirror.credentials import load_credentials
     from agent.mirror.sheets import SheetMirror
 
@@ -82,11 +84,11 @@ def make_mirror(config: Config) -> tuple[Mirror | None, dict[str, Any]]:
         if s.required:
             raise
         log.warning("sheets: disabled", extra={"reason": str(e)})
-        return None, {"state": "disabled", "reason": str(e)}
+        return None, Health(HealthState.DISABLED, str(e))
     labels = config.settings.labels
     mirror = SheetMirror(
         credentials_info=info, spreadsheet=s.spreadsheet, worksheet=s.worksheet, endpoint=s.endpoint,
         columns=list(s.columns), batch_size=s.batch_size, flush_seconds=s.flush_seconds,
         category_labels=dict(labels.categories), priority_labels=dict(labels.priorities), timeout=s.timeout,
     )
-    return mirror, {}
+    return mirror, Health(HealthState.OK)

@@ -64,8 +64,9 @@ from agent.classifiers.limiter import AdaptiveLimit
 from agent.classifiers.local import LocalClassifier
 from agent.classifiers.model import resolve_model_path
 from agent.classifiers.text import clip, summarize
-from agent.core.models import Category, Classification
+from agent.core.models import Category, Classification, Health
 from agent.core.ports import Classifier
+from agent.core.states import HealthState
 
 log = logging.getLogger("leadbox.classifier")
 
@@ -277,6 +278,18 @@ class OpenAIClassifier:
             "in_flight": self.limit.in_flight,
             "rate_limited_for": round(self.limit.paused_for, 1),
         }
+
+    def health(self) -> Health:
+        """``down`` while the breaker is open (the local classifier decides meanwhile), else ``ok``;
+        the breaker, last error and token use as details."""
+        details = self.state()
+        if self.breaker.state is BreakerState.OPEN:
+            return Health(HealthState.DOWN, self.last_error or "circuit open", details)
+        return Health(HealthState.OK, None, details)
+
+    def circuit(self) -> str | None:
+        """The breaker: closed, half-open or open."""
+        return self.breaker.state.value
 
     async def probe(self, *, force: bool = False) -> bool:
         """Does the endpoint answer properly again? For a scheduler job.

@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from agent.classifiers.language import detect_from_tokens, statistical_detector
 from agent.classifiers.model import CLASSES, SHIPPED_MODEL, LocalModel, cached_model
 from agent.classifiers.signals import rule_evidence
 from agent.classifiers.text import summarize
-from agent.core.models import Classification
+from agent.core.models import Classification, Health
+from agent.core.states import HealthState
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +64,20 @@ class LocalClassifier:
     def classify_sync(self, text: str, subject: str | None = None) -> Classification:
         return self.explain(text, subject).classification
 
-    def state(self) -> dict[str, Any]:
-        return {"backend": "local"}
+    # Offline: no breaker to report, nothing to probe, close or pay for.
+    tokens_used = 0
+
+    def health(self) -> Health:
+        return Health(HealthState.OK, None, {"backend": "local"})
+
+    def circuit(self) -> str | None:
+        return None
+
+    async def probe(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        pass
 
     def describe(self) -> str:
         """Which model file, and what it was trained on (for the start-up log)."""

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agent.core.states import FINAL_STATES, InboxOutcome, MirrorStatus, ReplyStatus, State
+from agent.core.states import (
+    FINAL_STATES,
+    UNREADY,
+    HealthState,
+    InboxOutcome,
+    MirrorStatus,
+    ReplyStatus,
+    State,
+)
 
-__all__ = ["FINAL_STATES", "Category", "Classification", "EmailIntake", "Interaction", "IntakeResult",
+__all__ = ["FINAL_STATES", "Category", "Classification", "EmailIntake", "Health", "Interaction", "IntakeResult",
            "Lead", "LeadIn", "OutgoingMail", "Priority", "State", "checkpoint_steps",
            "recorded_outcome"]
 
@@ -193,3 +201,20 @@ class OutgoingMail:
     from_addr: str
     to_addr: str
     data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What an adapter says about itself for ``/readyz``: a state, why, and details for humans."""
+
+    state: HealthState
+    reason: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.state not in UNREADY
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"state", "reason", ...details}``: the shape ``/readyz`` shows under ``checks``."""
+        return {"state": self.state.value, "reason": self.reason, **self.details}

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from agent.core.models import (
     Category,
     Classification,
     EmailIntake,
+    Health,
     IntakeResult,
     Lead,
     LeadIn,
@@ -33,9 +34,22 @@ class Classifier(Protocol):
         """Raise TransientError when the backend is unavailable right now."""
         ...
 
-    def state(self) -> dict[str, Any]:
-        """Adapter state for /readyz (e.g. circuit breaker)."""
+    # Tokens spent so far (0 for a classifier that does not pay per call), for metrics.
+    tokens_used: int
+
+    def health(self) -> Health:
+        """For /readyz: ``down`` while the backend is cut off (an open circuit breaker)."""
         ...
+
+    def circuit(self) -> str | None:
+        """The circuit breaker's state (closed, half-open, open), or None without one."""
+        ...
+
+    async def probe(self) -> bool:
+        """Does the backend answer again? One cheap call at most (always True offline)."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class Mirror(Protocol):
@@ -62,7 +76,9 @@ class Mirror(Protocol):
         """Normalized emails already present in the sheet (for sheets.import_existing)."""
         ...
 
-    def state(self) -> dict[str, Any]: ...
+    def health(self) -> Health:
+        """For /readyz: ok | degraded | permission_denied | not_found | disabled, and rows waiting."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -89,7 +105,9 @@ class MailTransport(Protocol):
         """True/False when the transport can tell whether a message went out; None when it cannot."""
         ...
 
-    def state(self) -> dict[str, Any]: ...
+    def health(self) -> Health:
+        """For /readyz: whether replies can go out now, and why not."""
+        ...
 
     async def close(self) -> None:
         """Release connections kept between replies (at shutdown)."""

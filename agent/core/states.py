@@ -94,3 +94,25 @@ class InboxOutcome(enum.StrEnum):
 
 # Outcomes that make a lead or an interaction: they get ``inbox.after`` and wake the worker.
 INBOX_TAKEN: tuple[InboxOutcome, ...] = (InboxOutcome.LEAD, InboxOutcome.INTERACTION)
+
+
+class HealthState(enum.StrEnum):
+    """An adapter's state as ``/readyz`` reports it."""
+
+    OK = "ok"
+    UNKNOWN = "unknown"  # not tried yet (no reply sent since start)
+    PAUSED = "paused"  # held back on purpose (the mail server's sending limits), resumes by itself
+    CONNECTING = "connecting"  # not connected yet (first contact, or reconnecting)
+    DEGRADED = "degraded"  # working around a problem (a deferred sheet row, ...)
+    DISABLED = "disabled"  # not configured
+    NOT_LEADER = "not_leader"  # another replica does this job
+    STOPPED = "stopped"
+    DOWN = "down"
+    NEEDS_CREDENTIALS = "needs_credentials"
+    PERMISSION_DENIED = "permission_denied"
+    NOT_FOUND = "not_found"
+
+
+# States that make /readyz answer 503: a human or the other side must act.
+UNREADY: tuple[HealthState, ...] = (
+    HealthState.DOWN, HealthState.NEEDS_CREDENTIALS, HealthState.PERMISSION_DENIED, HealthState.NOT_FOUND)

@@ -56,8 +56,9 @@ from imapclient.exceptions import IMAPClientError
 
 from agent.config import Config
 from agent.core.backoff import backoff_delay
+from agent.core.models import Health
 from agent.core.ports import InboxStore, IntakeMetrics
-from agent.core.states import INBOX_TAKEN, InboxOutcome
+from agent.core.states import INBOX_TAKEN, HealthState, InboxOutcome
 from agent.errors import ConfigError, NeedsCredentials, TransientError
 from agent.intake.email_parse import ParsedEmail
 from agent.intake.imap import FetchedMessage, ImapMailbox
@@ -150,7 +151,7 @@ class InboxPoller:
         self._poll_task: asyncio.Task[Any] | None = None
         self._failures = 0
         self._leader = True
-        self._state = "connecting"
+        self._state = HealthState.CONNECTING
         self._reason: str | None = None
         self._last_success: float | None = None
         self._next_retry: float | None = None
@@ -235,18 +236,16 @@ class InboxPoller:
         if self._leader:
             with contextlib.suppress(Exception):
                 await self.store.release_leadership(self.leader_name)
-        self._state, self._idle_state = "stopped", "off"
+        self._state, self._idle_state = HealthState.STOPPED, "off"
 
     # ------------------------------------------------------------------ state
 
-    def state(self) -> dict[str, Any]:
-        """For /readyz: ``state`` is ok | connecting | down | needs_credentials | not_leader | stopped."""
-        out: dict[str, Any] = {"state": self._state, "mailbox": self.mailbox}
-        if self._reason:
-            out["reason"] = self._reason
+    def health(self) -> Health:
+        """For /readyz: ok | connecting | down | needs_credentials | not_leader | stopped, and details."""
+        out: dict[str, Any] = {"mailbox": self.mailbox}
         if self._last_success is not None:
             out["last_success"] = datetime.fromtimestamp(self._last_success, UTC).isoformat()
-        if self._next_retry is not None and self._state in ("down", "needs_credentials"):
+        if self._next_retry is not None and self._state in (HealthState.DOWN, HealthState.NEEDS_CREDENTIALS):
             out["retry_in_seconds"] = max(0.0, round(self._next_retry - time.time(), 1))
         if self._failures:
             out["failures"] = self._failures
@@ -254,11 +253,15 @@ class InboxPoller:
             out["uidvalidity"], out["last_uid"] = self._uidvalidity, self._last_uid
         if self.cfg.idle:
             out["idle"] = self._idle_state
-        return out
+        return Health(self._state, self._reason, out)
 
-    def _set_state(self, state: str, reason: str | None = None) -> None:
+    def state(self) -> dict[str, Any]:
+        """``health()`` as /readyz shows it."""
+        return self.health().as_json()
+
+    def _set_state(self, state: HealthState, reason: str | None = None) -> None:
         self._state, self._reason = state, reason
-        self.metrics.set_adapter_up("inbox", state == "ok")
+        self.metrics.set_adapter_up("inbox", state is HealthState.OK)
 
     # ------------------------------------------------------------------ the job
 
@@ -288,13 +291,13 @@ class InboxPoller:
             self._failures += 1
             if self._tokens is not None:
                 self._tokens.invalidate()  # refresh before the next try: it may have been revoked
-            self._set_state("needs_credentials", str(e))
+            self._set_state(HealthState.NEEDS_CREDENTIALS, str(e))
             log.error("inbox: login refused; retrying slowly", extra={"mailbox": self.mailbox, "reason": str(e)})
             self._schedule_at(CREDENTIALS_RETRY)
             return False
         except ConfigError as e:
             self._failures += 1
-            self._set_state("down", str(e))
+            self._set_state(HealthState.DOWN, str(e))
             log.error("inbox: configuration problem", extra={"mailbox": self.mailbox, "reason": str(e)})
             self._schedule_at(CREDENTIALS_RETRY)
             return False
@@ -302,7 +305,7 @@ class InboxPoller:
             self._failures += 1
             delay = backoff_delay(self._failures, BACKOFF_BASE, BACKOFF_MAX)
             reason = f"{type(e).__name__}: {e}"[:500]
-            self._set_state("down", reason)
+            self._set_state(HealthState.DOWN, reason)
             level = logging.WARNING if isinstance(e, _IMAP_ERRORS) else logging.ERROR
             log.log(level, "inbox: poll failed; reconnecting with backoff",
                     exc_info=not isinstance(e, _IMAP_ERRORS),
@@ -336,13 +339,14 @@ class InboxPoller:
             if self._leader:
                 log.info("inbox: another replica polls this mailbox", extra={"mailbox": self.mailbox})
             self._leader = False
-            self._set_state("not_leader", "another replica holds the inbox lock")
+            self._set_state(HealthState.NOT_LEADER, "another replica holds the inbox lock")
             await self._call(self._mb.close)
             return None
         self._leader = True
         if not self._mb.connected:
-            if self._state != "ok":
-                self._set_state(self._state if self._state in ("down", "needs_credentials") else "connecting",
+            if self._state is not HealthState.OK:
+                self._set_state(self._state if self._state in (HealthState.DOWN, HealthState.NEEDS_CREDENTIALS)
+                                else HealthState.CONNECTING,
                                 self._reason)
             await self._call(self._mb.connect)
         uidvalidity, uidnext = await self._call(self._mb.select)
@@ -363,7 +367,7 @@ class InboxPoller:
                      extra={"mailbox": self.mailbox, "reason": f"uidvalidity={uidvalidity} uid={start_uid}"})
             self._uidvalidity, self._last_uid = uidvalidity, start_uid
             self._last_success = time.time()
-            self._set_state("ok")
+            self._set_state(HealthState.OK)
             return summary
         todo: list[int] = []
         if since is not None and last:
@@ -377,7 +381,7 @@ class InboxPoller:
         self._failures = 0
         self._next_retry = None
         self._last_success = time.time()
-        self._set_state("ok")
+        self._set_state(HealthState.OK)
         self.metrics.inbox_polled(self.mailbox)
         return summary
 

@@ -12,9 +12,9 @@ import os
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-from agent.core.models import OutgoingMail
+from agent.core.models import Health, OutgoingMail
+from agent.core.states import HealthState
 from agent.core.writable import folder_problem
 from agent.errors import TransientError
 
@@ -63,13 +63,13 @@ class OutboxTransport:
     async def close(self) -> None:
         """Nothing held open between replies."""
 
-    def state(self) -> dict[str, Any]:
+    def health(self) -> Health:
         """``down`` while the folder cannot take files (checked on every call, writing nothing);
         ``degraded`` when the folder looks fine but the last write failed (a full disk)."""
-        info: dict[str, Any] = {"transport": "outbox", "dir": str(self.dir)}
+        info = {"transport": "outbox", "dir": str(self.dir)}
         problem = folder_problem(self.dir, create=True)
         if problem is not None:
-            return {"state": "down", "reason": str(problem), **info}
+            return Health(HealthState.DOWN, str(problem), info)
         if self._problem is not None:
-            return {"state": "degraded", "reason": f"last write failed: {self._problem}", **info}
-        return {"state": "ok", **info}
+            return Health(HealthState.DEGRADED, f"last write failed: {self._problem}", info)
+        return Health(HealthState.OK, None, info)

@@ -27,7 +27,8 @@ from typing import Any
 
 import aiosmtplib
 
-from agent.core.models import OutgoingMail
+from agent.core.models import Health, OutgoingMail
+from agent.core.states import HealthState
 from agent.errors import DeliveryUncertain, PermanentError, TransientError
 from agent.mail.limits import SendPause
 from agent.mail.smtp_errors import Stage, classify
@@ -214,9 +215,12 @@ class SmtpTransport:
     async def was_sent(self, message_id: str) -> bool | None:
         return None  # SMTP cannot tell: an interrupted send is not repeated
 
-    def state(self) -> dict[str, Any]:
-        paused = self.pause.state()
-        return {**(paused or self._state), "transport": "smtp", "host": f"{self.host}:{self.port}"}
+    def health(self) -> Health:
+        """For /readyz: unknown (nothing sent yet) | ok | degraded | down | needs_credentials | paused."""
+        s = self.pause.state() or self._state
+        details = {k: v for k, v in s.items() if k not in ("state", "reason")}
+        return Health(HealthState(s["state"]), s.get("reason"),
+                      {**details, "transport": "smtp", "host": f"{self.host}:{self.port}"})
 
     async def close(self) -> None:
         """QUIT the pooled sessions (at shutdown)."""

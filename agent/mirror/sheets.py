@@ -43,7 +43,8 @@ import gspread
 from google.auth.transport.requests import AuthorizedSession
 from gspread.utils import ValueInputOption
 
-from agent.core.models import Lead
+from agent.core.models import Health, Lead
+from agent.core.states import HealthState
 from agent.errors import ConfigError, LeadboxError, TransientError
 from agent.mirror.batcher import Pending, RowBatcher, reject, resolve
 from agent.mirror.credentials import make_credentials, validate_info
@@ -216,9 +217,9 @@ class SheetMirror:
     def _note_failure(self, failure: Failure) -> None:
         self._set_state(STATE_OF[failure.kind], failure.message)
 
-    def state(self) -> dict[str, Any]:
+    def health(self) -> Health:
         """For /readyz: ok | degraded | permission_denied | not_found | disabled, why, and rows waiting."""
-        return {"state": self._state, "reason": self._reason, "pending": self._batcher.waiting}
+        return Health(HealthState(self._state), self._reason, {"pending": self._batcher.waiting})
 
     # ----- opening ------------------------------------------------------
     async def _ensure_open(self, prepare: bool = True) -> None:
