@@ -93,6 +93,7 @@ def test_leads_list_json_pages_carry_the_cursor(leads: dict[str, str], tmp_path:
     assert {x["id"] for x in page["leads"] + last["leads"]} == set(leads.values())
 
 
+@pytest.mark.slow  # nine runs of the command
 def test_leads_list_filters_are_validated_and_labels_are_aliases(leads: dict[str, str], tmp_path: Path) -> None:
     res = leadbox(tmp_path, "leads", "list", "--status", "bogus")
     assert res.returncode == 2 and res.stdout == ""

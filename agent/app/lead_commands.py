@@ -12,13 +12,14 @@ import json
 import shlex
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from agent.app.wiring import make_store
 from agent.config import Config
 from agent.core.models import Category, Priority, State
-from agent.core.ports import Store
 from agent.core.states import ReplyStatus
-from agent.intake.webhook import lead_json
+
+if TYPE_CHECKING:
+    from agent.core.ports import Store
 
 # Exit codes of the one-shot commands (README "Command line").
 EXIT_FAILED = 1  # the command could not do what was asked (no such lead, not failed, ...)
@@ -100,6 +101,8 @@ async def leads_command(config: Config, args: argparse.Namespace) -> int:
         print(f"leadbox leads: {e}", file=sys.stderr)
         return EXIT_USAGE
 
+    from agent.app.wiring import make_store  # after the checks: a wrong argument answers at once
+
     store = make_store(config)
     await store.open()
     try:
@@ -113,6 +116,8 @@ async def leads_command(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _show(config: Config, store: Store, lead_id: str) -> int:
+    from agent.intake.webhook import lead_json
+
     lead = await store.get(lead_id)
     if lead is None:
         print(f"leadbox leads: no lead with id {lead_id!r}", file=sys.stderr)
@@ -146,6 +151,8 @@ async def _list(config: Config, store: Store, args: argparse.Namespace, filters:
         priority=Priority(priority) if priority else None, limit=args.limit, cursor=args.cursor,
         reply_status=ReplyStatus(reply) if reply else None)
     if args.json:
+        from agent.intake.webhook import lead_json
+
         labels = config.settings.labels
         print(json.dumps({"leads": [lead_json(x, labels) for x in leads], "next_cursor": nxt},
                          ensure_ascii=False, indent=2))
