@@ -146,11 +146,21 @@ class Daemon:
         if self.config.classifier_backend == "openai":
             self.scheduler.add_job(self.reclassify, "interval", seconds=s.classifier.reclassify_interval,
                                    id="reclassify")
+        if s.reply.transport == "smtp":
+            # Log in at start and while the server is not known to work: /readyz then says whether
+            # replies can go out before the first one is due, and recovers with the server.
+            self.scheduler.add_job(self.check_transport, "interval", seconds=s.reply.smtp_check_interval,
+                                   id="transport-check", next_run_time=now)
         if self.svc.mirror is not None:
             # Rows that could not be queued or written (outage, crash) are sent again by this job;
             # its period does not follow flush_seconds up to an hour.
             self.scheduler.add_job(self.mirror_catch_up, "interval",
                                    seconds=min(60.0, max(5.0, s.sheets.flush_seconds * 5)), id="mirror-catch-up")
+
+    async def check_transport(self) -> None:
+        # Not while paused: the quota or throttle pause has its own probe (agent.mail.limits).
+        if self.svc.transport.health().state not in (HealthState.OK, HealthState.PAUSED):
+            await self.svc.transport.check()
 
     async def stop(self) -> None:
         """Stop intake, let in-flight work finish within the grace period, close everything."""

@@ -109,6 +109,11 @@ class MailTransport(Protocol):
         """For /readyz: whether replies can go out now, and why not."""
         ...
 
+    async def check(self) -> None:
+        """Refresh ``health()`` by trying the way out without sending anything (an SMTP login);
+        a no-op where ``health()`` is computed live (the outbox)."""
+        ...
+
     async def close(self) -> None:
         """Release connections kept between replies (at shutdown)."""
         ...

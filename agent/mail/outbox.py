@@ -63,6 +63,9 @@ class OutboxTransport:
     async def close(self) -> None:
         """Nothing held open between replies."""
 
+    async def check(self) -> None:
+        """Nothing to do: health() looks at the folder on every call."""
+
     def health(self) -> Health:
         """``down`` while the folder cannot take files (checked on every call, writing nothing);
         ``degraded`` when the folder looks fine but the last write failed (a full disk)."""

@@ -212,6 +212,24 @@ class SmtpTransport:
         self.pause.answered(probe)
         self._state = {"state": "ok"}
 
+    async def check(self) -> None:
+        """Log in without sending, so health() is known before the first reply and follows a
+        server that comes back. The session goes to the pool: the next reply uses it."""
+        try:
+            async with self._slots:
+                session = self._take_idle() or await self._connect()
+                session.last_used = time.monotonic()
+                self._idle.append(session)
+        except aiosmtplib.SMTPAuthenticationError:
+            self._state = {"state": "needs_credentials", "since": time.time(),
+                           "reason": "SMTP login refused: check EMAIL_USER / EMAIL_PASS (an app password for Gmail)"}
+        except aiosmtplib.SMTPResponseException as e:
+            self._state = {"state": "down", "reason": f"server answered {e.code}", "since": time.time()}
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
+            self._state = {"state": "down", "reason": type(e).__name__, "since": time.time()}
+        else:
+            self._state = {"state": "ok"}
+
     async def was_sent(self, message_id: str) -> bool | None:
         return None  # SMTP cannot tell: an interrupted send is not repeated
 
