@@ -72,6 +72,7 @@ def test_root_owned_data_folder_is_one_line_naming_path_uid_and_fix(shared_tmp: 
     assert not (data / "leadbox.db").exists()
 
 
+@pytest.mark.slow  # three `leadbox` processes
 def test_store_path_that_is_a_folder_or_under_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "adir.db").mkdir()
     line = one_line_error(leadbox(tmp_path, {"LEADBOX_STORE__URL": f"sqlite:///{tmp_path}/adir.db"},
