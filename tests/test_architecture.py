@@ -104,3 +104,28 @@ def test_no_module_over_the_size_limit() -> None:
     big = {str(p.relative_to(AGENT)): n for p in AGENT.rglob("*.py")
            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert big == {}
+
+
+PROBED = {"store", "classifier", "clf", "transport", "mirror", "svc", "_mb", "mb", "inbox"}
+
+
+def _capability_probes(path: Path) -> list[str]:
+    """``getattr``/``hasattr`` on an adapter (a store, classifier, transport, mirror, mailbox)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in {"getattr", "hasattr"} and node.args):
+            target = node.args[0]
+            name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+            if name in PROBED:
+                found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_capabilities_are_explicit_methods_not_probed(tmp_path: Path) -> None:
+    """The worker, the daemon and the inbox call what the Protocols declare; nothing is probed."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("getattr(self.store, 'recover', None)\ngetattr(r, k)\nhasattr(clf, 'probe')\n")
+    assert len(_capability_probes(sample)) == 2
+    for rel in ("core/worker.py", "app/daemon.py", "intake/inbox.py", "intake/inbox_record.py"):
+        assert _capability_probes(AGENT / rel) == [], rel

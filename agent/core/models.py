@@ -13,6 +13,7 @@ from agent.core.states import (
     UNREADY,
     HealthState,
     InboxOutcome,
+    IntakeStatus,
     MirrorStatus,
     ReplyStatus,
     State,
@@ -142,6 +143,10 @@ class IntakeResult:
 
     lead_id: str
     duplicate: bool
+
+    @property
+    def status(self) -> IntakeStatus:
+        return IntakeStatus.DUPLICATE if self.duplicate else IntakeStatus.RECEIVED
 
     @property
     def outcome(self) -> InboxOutcome:

@@ -81,6 +81,13 @@ class MirrorStatus(enum.StrEnum):
 MIRROR_TO_RETRY: tuple[MirrorStatus, ...] = (MirrorStatus.PENDING, MirrorStatus.ERROR)
 
 
+class IntakeStatus(enum.StrEnum):
+    """What ``POST /leads`` answers for a stored intake (``status`` in its JSON)."""
+
+    RECEIVED = "received"  # a new lead (202)
+    DUPLICATE = "duplicate"  # a known address: kept as an interaction on its lead (200)
+
+
 class InboxOutcome(enum.StrEnum):
     """What became of one inbox message (the inbox ledger's ``outcome``, poll summaries, metrics)."""
 

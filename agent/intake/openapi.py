@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.core.states import IntakeStatus
+
 _ERR = {"$ref": "#/components/schemas/Errors"}
 
 
@@ -121,7 +123,7 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "Accepted": {"type": "object", "required": ["id", "status"], "properties": {
-                "id": {"type": "string"}, "status": {"type": "string", "enum": ["received", "duplicate"]}}},
+                "id": {"type": "string"}, "status": {"type": "string", "enum": [s.value for s in IntakeStatus]}}},
             "Errors": {"type": "object", "required": ["errors"], "properties": {"errors": {
                 "type": "array", "items": {"type": "object", "required": ["field", "message"], "properties": {
                     "field": {"type": "string"}, "message": {"type": "string"}}}}}},

@@ -208,12 +208,9 @@ async def _post_lead(request: web.Request, d: WebhookHost,
     if html:
         resp = cors.html_success(request, forms.thank_you_url, s.public_url, None, headers)
     # Ids are [a-z0-9]: the answer is formatted directly (the hot path skips json.dumps).
-    elif res.duplicate:
-        resp = web.Response(status=200, content_type="application/json", headers=headers or None,
-                            text=f'{{"id": "{res.lead_id}", "status": "duplicate"}}')
     else:
-        resp = web.Response(status=202, content_type="application/json", headers=headers or None,
-                            text=f'{{"id": "{res.lead_id}", "status": "received"}}')
+        resp = web.Response(status=200 if res.duplicate else 202, content_type="application/json",
+                            headers=headers or None, text=f'{{"id": "{res.lead_id}", "status": "{res.status.value}"}}')
     if decoded.honeypot:
         d.metrics.lead_received("honeypot")
     elif res.duplicate:
