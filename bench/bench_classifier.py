@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.classifiers.evaluation import evaluate, load_jsonl
 from agent.classifiers.llm import OpenAIClassifier
 from agent.classifiers.local import LocalClassifier
+from agent.classifiers.training import SHIPPED_TRAINING
 from tests.fixtures.openai_fake import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +54,20 @@ def bench_local(messages: list[str], repeat: int) -> tuple[int, float, float]:
     for m in work:
         clf.classify_sync(m)
     return len(work), time.perf_counter() - start, time.process_time() - cpu
+
+
+def bench_distinct(messages: list[str]) -> tuple[int, float, float]:
+    """One pass over distinct messages with cold per-word caches: no repetition helps."""
+    from agent.classifiers.model import _token_grams
+    from agent.classifiers.signals import is_gibberish
+
+    clf = LocalClassifier()
+    _token_grams.cache_clear()
+    is_gibberish.cache_clear()
+    start, cpu = time.perf_counter(), time.process_time()
+    for m in messages:
+        clf.classify_sync(m)
+    return len(messages), time.perf_counter() - start, time.process_time() - cpu
 
 
 def load_time() -> dict[str, float]:
@@ -90,6 +105,10 @@ def main() -> int:
           f"{lengths[len(lengths) // 2]} chars")
     print(f"local: {n} classifications in {seconds:.2f} s = {n / seconds:,.0f} msg/s wall, "
           f"{n / cpu:,.0f} msg/s CPU time (one core)")
+    distinct = list(dict.fromkeys(r.message for r in load_jsonl(str(SHIPPED_TRAINING)).rows))
+    n, seconds, cpu = bench_distinct(distinct)
+    print(f"local, {n} distinct messages once (training file, cold caches): {n / seconds:,.0f} msg/s wall, "
+          f"{n / cpu:,.0f} msg/s CPU time")
     loads = [load_time() for _ in range(3)]
     print("local load (fresh process, import + model + language models + first message): "
           + ", ".join(f"{x['seconds']:.2f} s" for x in loads) + f"; RSS {loads[-1]['rss_mb']:.0f} MB")

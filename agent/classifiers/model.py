@@ -64,12 +64,16 @@ def char_features(tokens: list[str], lo: int, hi: int) -> set[str]:
     survive misspellings ("presupesto") and word forms no training line had."""
     grams: set[str] = set()
     for tok in tokens:
-        if len(tok) >= 40:  # a pasted token or a hash: noise
-            continue
-        padded = " " + tok + " "
-        size = len(padded)
-        grams.update({padded[i : i + n] for n in range(lo, hi + 1) for i in range(size - n + 1)})
+        if len(tok) < 40:  # longer: a pasted token or a hash, noise
+            grams.update(_token_grams(tok, lo, hi))
     return grams
+
+
+@lru_cache(maxsize=8192)  # common words repeat across messages; a few MB at most
+def _token_grams(tok: str, lo: int, hi: int) -> tuple[str, ...]:
+    padded = " " + tok + " "
+    size = len(padded)
+    return tuple({padded[i : i + n] for n in range(lo, hi + 1) for i in range(size - n + 1)})
 
 
 def model_features(evidence: Evidence, char_ngrams: tuple[int, int] | None = CHAR_NGRAMS) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from agent.classifiers.rules import PHRASES, PREFIX_LENGTHS, PREFIXES, WORDS, Entry
 from agent.classifiers.text import WORD_RE, fold
@@ -55,9 +56,11 @@ _DIGIT_RE = re.compile(r"\d")
 _DOMAIN_HINT_RE = re.compile(r"[a-z0-9]\.[a-z]")
 _LETTER_RE = re.compile(r"[^\W\d_]")
 _UPPER_RE = re.compile(r"[A-ZÁÉÍÓÚÑÇÃÕÂÊÔÀÜ]")
-_KEYBOARD_RUNS = ("asd", "sdf", "dfg", "fgh", "ghj", "hjk", "jkl", "qwe", "zxc", "xcv")
+_KEYBOARD_RE = re.compile("asd|sdf|dfg|fgh|ghj|hjk|jkl|qwe|zxc|xcv")
+_VOWEL_RE = re.compile("[aeiouy]")
 
 
+@lru_cache(maxsize=16384)  # words repeat across messages; a bool per word is cheap to keep
 def is_gibberish(tok: str) -> bool:
     """A token nobody types on purpose: no vowels, long consonant runs, keyboard rows,
     or a chunk repeated ("qweqwe")."""
@@ -65,10 +68,10 @@ def is_gibberish(tok: str) -> bool:
         return False
     if len(set(tok)) <= 2:  # "aaaaaaa", "xdxdxd"
         return True
-    vowels = sum(tok.count(v) for v in "aeiouy")
+    vowels = len(_VOWEL_RE.findall(tok))
     if vowels == 0 or vowels / len(tok) < 0.2:
         return True
-    if any(run in tok for run in _KEYBOARD_RUNS):
+    if _KEYBOARD_RE.search(tok):
         return True
     half = len(tok) // 2
     if len(tok) % 2 == 0 and tok[:half] == tok[half:]:
