@@ -159,7 +159,8 @@ def test_deterministic() -> None:
 async def test_async_matches_sync() -> None:
     text = "My invoice shows a double charge for November."
     assert await clf.classify(text) == clf.classify_sync(text)
-    assert clf.state() == {"backend": "local"}
+    health = clf.health()
+    assert health.ready and dict(health.details) == {"backend": "local"}
 
 
 def test_summary_skips_greeting_and_is_one_line() -> None:
