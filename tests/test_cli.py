@@ -65,6 +65,7 @@ async def leads(make_daemon: Any, tmp_path: Path) -> dict[str, str]:
     return ids
 
 
+@pytest.mark.slow
 def test_leads_list_hint_is_a_working_command(leads: dict[str, str], tmp_path: Path) -> None:
     seen: list[str] = []
     args = ["leads", "list", "--limit", "1"]
@@ -82,6 +83,7 @@ def test_leads_list_hint_is_a_working_command(leads: dict[str, str], tmp_path: P
     assert sorted(seen) == sorted(leads.values()), seen  # every lead once, in three pages
 
 
+@pytest.mark.slow
 def test_leads_list_json_pages_carry_the_cursor(leads: dict[str, str], tmp_path: Path) -> None:
     res = leadbox(tmp_path, "leads", "list", "--limit", "2", "--json")
     assert res.returncode == 0, res.stderr
@@ -125,6 +127,7 @@ def test_leads_list_filters_are_validated_and_labels_are_aliases(leads: dict[str
         assert res.returncode == 2 and bad[0] in message(res), (bad, res.stderr)
 
 
+@pytest.mark.slow
 def test_leads_retry_says_why_it_did_nothing(leads: dict[str, str], tmp_path: Path) -> None:
     res = leadbox(tmp_path, "leads", "retry", "nosuchlead")
     assert res.returncode == 1 and "no lead with id 'nosuchlead'" in message(res), res.stderr
@@ -142,6 +145,7 @@ def test_leads_retry_says_why_it_did_nothing(leads: dict[str, str], tmp_path: Pa
     assert res.returncode == 0 and res.stdout == ""  # it left the failed state
 
 
+@pytest.mark.slow
 def test_leads_show_without_id_or_unknown(leads: dict[str, str], tmp_path: Path) -> None:
     res = leadbox(tmp_path, "leads", "show")
     assert res.returncode == 2 and "needs a lead id" in message(res) and "None" not in res.stderr
@@ -150,6 +154,7 @@ def test_leads_show_without_id_or_unknown(leads: dict[str, str], tmp_path: Path)
     no_traceback(res)
 
 
+@pytest.mark.slow
 def test_output_into_a_closed_pipe_is_no_traceback(leads: dict[str, str], tmp_path: Path) -> None:
     """`leadbox leads show ID | head`: the reader is gone. A pipe whose read end is closed makes every
     write fail with EPIPE, as when `head` has exited: deterministic, no race with the reader."""
@@ -166,6 +171,7 @@ def test_output_into_a_closed_pipe_is_no_traceback(leads: dict[str, str], tmp_pa
         assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
 
 
+@pytest.mark.slow
 def test_poll_once_and_backfill_with_the_inbox_disabled(tmp_path: Path) -> None:
     for args in (["poll-once"], ["backfill", "--since", "2024-01-01"]):
         res = leadbox(tmp_path, *args)
@@ -175,6 +181,7 @@ def test_poll_once_and_backfill_with_the_inbox_disabled(tmp_path: Path) -> None:
         no_traceback(res)
 
 
+@pytest.mark.slow
 def test_run_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -17,11 +17,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.test_crash import lead_of, post_all, states
 from tests.test_sending_limits import QUOTA
 from tests.test_smtp_replies import smtp_env
 
 
+@pytest.mark.slow
 async def test_sigkill_during_a_quota_pause_loses_nothing_and_never_answers_twice(
     daemon_process: Any, smtp_server: Any, tmp_path: Path
 ) -> None:

@@ -316,6 +316,7 @@ def notifications(draw: st.DrawFn) -> tuple[bytes, str, str]:
     return raw, sender, visitor
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(notifications())
 def test_property_the_form_sender_is_never_the_lead_when_a_visitor_address_is_there(

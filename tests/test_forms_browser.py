@@ -140,6 +140,7 @@ fetch("{url}/leads", {{method: "POST", headers: {{"Content-Type": "application/j
 </script>"""
 
 
+@pytest.mark.slow
 def test_fetch_json_from_an_allowed_origin_and_a_refused_one(
         daemon: DaemonProcess, site: tuple[Pages, Pages], page: Any) -> None:
     allowed, other = site
@@ -206,6 +207,7 @@ def test_invalid_plain_form_shows_the_field_errors(
     assert page.url.startswith(site[0].origin)
 
 
+@pytest.mark.slow
 def test_multipart_form(daemon: DaemonProcess, site: tuple[Pages, Pages], page: Any) -> None:
     site[0].pages["/multi"] = FORM_PAGE.format(url=daemon.url, enctype=' enctype="multipart/form-data"')
     page.goto(f"{site[0].origin}/multi")
@@ -215,6 +217,7 @@ def test_multipart_form(daemon: DaemonProcess, site: tuple[Pages, Pages], page: 
     assert (lead["name"], lead["message"]) == ("Marta Gil", "¿Hacéis envíos a Portugal?")
 
 
+@pytest.mark.slow
 def test_a_bot_fills_the_honeypot_then_the_person_posts(
         daemon: DaemonProcess, site: tuple[Pages, Pages], page: Any) -> None:
     site[0].pages["/hp"] = FORM_PAGE.format(url=daemon.url, enctype="")
@@ -237,6 +240,7 @@ def snippet(daemon: DaemonProcess, origin: str) -> str:
     return out.stdout
 
 
+@pytest.mark.slow
 def test_the_printed_snippet_works_in_the_browser(
         daemon: DaemonProcess, site: tuple[Pages, Pages], page: Any) -> None:
     code = snippet(daemon, site[0].origin)

@@ -6,6 +6,7 @@ import json
 import socket
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from agent.core.models import State
@@ -99,6 +100,7 @@ def raw_exchange(port: int, data: bytes) -> bytes:
     return out
 
 
+@pytest.mark.slow
 def test_aiohttp_own_errors_are_json_on_the_real_daemon(daemon_process: Any) -> None:
     """Requests aiohttp refuses before any route runs (unparseable request line, broken or oversized
     headers) answer the same JSON shape, from `leadbox run` as users run it; one log line, no traceback."""

@@ -13,6 +13,8 @@ import json
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from tests.fixtures.daemon import all_final, wait_for
 from tests.fixtures.sheets_fake import SheetsFake
 from tests.test_sheets_daemon import data_rows, sheets_env
@@ -21,6 +23,7 @@ from tests.test_smtp_replies import smtp_env
 N = 201
 
 
+@pytest.mark.slow
 async def test_201_leads_finish_and_all_rows_arrive_with_an_hour_long_flush_timer(
     make_daemon: Any, fresh_sheets: SheetsFake, service_account_info: dict[str, str], smtp_server: Any,
 ) -> None:

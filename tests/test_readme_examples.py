@@ -31,6 +31,7 @@ def quick_start() -> str:
     return block
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("curl") is None or not LEADBOX.exists(), reason="needs curl and the console script")
 def test_quick_start_runs_as_pasted(tmp_path: Path) -> None:
     """The block, pasted at once, must not curl before the daemon answers (curl exit 7)."""
@@ -52,6 +53,7 @@ def test_quick_start_runs_as_pasted(tmp_path: Path) -> None:
     assert re.search(r"data/outbox/reply-\w+_localhost\.eml", out), out[-3000:]
 
 
+@pytest.mark.slow
 def test_config_error_example_is_the_real_output() -> None:
     block = re.search(r"```console\n[ ]*\$ (.*?)\n(.*?)```", README, flags=re.S)
     assert block, "README shows the config error as a ```console block"

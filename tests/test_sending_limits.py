@@ -48,6 +48,7 @@ async def metric(c: Any, name: str) -> float:
     return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
 
 
+@pytest.mark.slow
 async def test_daily_quota_pauses_replies_then_every_lead_is_answered_once(
     make_daemon: Any, smtp_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -108,6 +109,7 @@ async def test_daily_quota_pauses_replies_then_every_lead_is_answered_once(
     assert "reply transport paused" in changes and changes[-1] == "reply transport resumed"
 
 
+@pytest.mark.slow
 async def test_421_bursts_pause_everyone_and_nothing_fails(make_daemon: Any, smtp_server: Any) -> None:
     lock, window = threading.Lock(), [0.0, 0]
 
@@ -182,6 +184,7 @@ def outbox_leads(tmp: Path) -> Counter[str]:
                    for p in (tmp / "outbox").glob("*.eml"))
 
 
+@pytest.mark.slow
 async def test_caps_hold_replies_back_until_the_window_opens(make_daemon: Any, tmp_path: Path) -> None:
     d, c = await make_daemon({"LEADBOX_REPLY__MAX_PER_DAY": "3", "LEADBOX_REPLY__MAX_PER_HOUR": "0",
                               "LEADBOX_ADMIN_TOKEN": TOKEN})

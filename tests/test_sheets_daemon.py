@@ -87,6 +87,7 @@ async def lead(d: Daemon, lead_id: str) -> Lead:
     return found
 
 
+@pytest.mark.slow
 async def test_rows_have_the_right_values_in_order_and_header_is_written_once_across_restarts(
     make_daemon: Any, fresh_sheets: SheetsFake, service_account_info: dict[str, str]
 ) -> None:

@@ -138,6 +138,7 @@ def test_root_owned_outbox_makes_readyz_503_with_the_reason(shared_tmp: Path) ->
         assert proc.wait(20) == 0
 
 
+@pytest.mark.slow
 async def test_outbox_blocked_then_freed_readiness_and_reply_follow(make_daemon: Any, tmp_path: Path) -> None:
     """As root (no permission to deny): a file where the outbox folder should be."""
     blocker = tmp_path / "blocked"
