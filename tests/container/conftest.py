@@ -34,3 +34,5 @@ def image(engine: str) -> Iterator[str]:
     docker("build", "--network=host", "-t", IMAGE, str(ROOT), timeout=900)
     print(f"\nengine {engine}: image {IMAGE} built in {time.monotonic() - started:.1f} s")
     yield IMAGE
+    # Each rebuild leaves the previous image untagged: drop those, keep the tagged ones (the cache).
+    docker("image", "prune", "-f", check=False)
