@@ -4,6 +4,7 @@ the daemon loading the written model at start (or refusing to start on a broken 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,9 @@ def test_train_writes_a_better_model_atomically(tmp_path: Path, capsys: pytest.C
     model = load_model(out)
     assert model.info["rows"] == 48 and model.info["cv_after"] == report["after"]
     assert [p.name for p in out.parent.iterdir()] == ["model.json"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o644 & ~umask  # not mkstemp's 0600: another user reads it
     clf = LocalClassifier(model_path=out)
     assert clf.classify_sync("Hola, ¿me pasan un presupuesto para una tienda online?").category is Category.SALES
 
