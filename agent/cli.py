@@ -119,7 +119,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     c = config.settings.classifier
     return run_eval(args.file, backend, args.json, api_key=config.secrets.openai_api_key or "not-needed",
                     model=c.model, base_url=c.base_url or None, timeout=c.timeout, max_retries=c.max_retries,
-                    max_input_chars=c.max_input_chars, local_model_path=c.model_path)
+                    max_input_chars=c.max_input_chars, local_model_path=c.model_path,
+                    default_language=config.settings.reply.default_language)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

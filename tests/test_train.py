@@ -178,3 +178,20 @@ def test_daemon_refuses_to_start_with_a_broken_model(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert f"classifier model {path} is not a leadbox model" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_wiring_uses_model_path_and_default_language(tmp_path: Path) -> None:
+    from agent.app.wiring import make_classifier, make_local_classifier
+    from agent.config import load_config
+
+    env = {**base_env(tmp_path), "LEADBOX_REPLY__DEFAULT_LANGUAGE": "pt"}
+    config = load_config(str(ROOT / "config" / "agent.toml"), env=env)
+    local = make_local_classifier(config)
+    assert local.model_path == SHIPPED_MODEL  # tmp/model.json does not exist
+    assert local.classify_sync("asdf qwerty zxcvb").language == "pt"
+    info_only = LocalModel(bias=(-5.0, -5.0, 5.0, -5.0), weights={}, rule_weights=((0.0,) * 4,) * 4,
+                           spam_min_prob=0.6, spam_margin=0.3, spam_min_rule=0.0)
+    (tmp_path / "model.json").write_text(json.dumps(info_only.to_json()), encoding="utf-8")
+    clf = make_classifier(config)
+    assert isinstance(clf, LocalClassifier) and clf.model_path == tmp_path / "model.json"
+    assert clf.classify_sync("Necesito un presupuesto para una web").category is Category.INFO

@@ -45,7 +45,7 @@ def make_classifier(config: Config) -> Classifier:
     c = config.settings.classifier
     return factory(
         config.classifier_backend, api_key=config.secrets.openai_api_key or "not-needed",
-        local_model_path=c.model_path,
+        local_model_path=c.model_path, default_language=config.settings.reply.default_language,
         model=c.model, base_url=c.base_url or None, timeout=c.timeout, max_retries=c.max_retries,
         max_input_chars=c.max_input_chars, breaker_failures=c.breaker_failures,
         breaker_reset_seconds=c.breaker_reset_seconds, concurrency=c.concurrency,

@@ -432,6 +432,7 @@ class _Filtered(Exception):
 
 def make_classifier(
     backend: str, api_key: str | None = None, *, local_model_path: Path | str | None = None,
+    default_language: str = "es",
     **options: Any,
 ) -> Classifier:
     """The one place classifiers are built: ``local``, or ``openai`` with a local fallback.
@@ -440,9 +441,10 @@ def make_classifier(
     An OpenAI-compatible local server (``base_url``) may not need a key, so a missing
     key is only an error when talking to OpenAI itself. ``local_model_path`` is
     ``classifier.model_path``: the local model (and the fallback) use that file when it exists,
-    else the shipped model; an unusable file raises ModelError.
+    else the shipped model; an unusable file raises ModelError. ``default_language`` is the
+    language of text no detector can place (``reply.default_language``).
     """
-    local = LocalClassifier(model_path=resolve_model_path(local_model_path))
+    local = LocalClassifier(model_path=resolve_model_path(local_model_path), default_language=default_language)
     if backend == "local":
         return local
     if backend != "openai":
