@@ -141,24 +141,27 @@ async def test_421_bursts_pause_everyone_and_nothing_fails(make_daemon: Any, smt
 
 
 async def test_454_at_login_is_throttling_not_bad_credentials(make_daemon: Any, smtp_server: Any) -> None:
-    lock, tries = threading.Lock(), [0]
+    lock, flipped = threading.Lock(), [False]
 
-    def refuse(stage: str) -> str | None:
-        if stage != "auth":
-            return None
+    def refuse(stage: str) -> str | None:  # every login refused as "too many", until the switch flips
         with lock:
-            tries[0] += 1
-            return "454 4.7.0 Too many login attempts, please try again later. - gsmtp" if tries[0] <= 2 else None
+            if stage != "auth" or flipped[0]:
+                return None
+        return "454 4.7.0 Too many login attempts, please try again later. - gsmtp"
 
     smtp_server.sink.refuse = refuse
     d, c = await make_daemon(limits_env(smtp_server, LEADBOX_REPLY__PAUSE_SECONDS="1.5"))
-    _, lead_id = await post_lead(c, "login@cliente.example", "Hola, ¿precio del plan anual?")
 
     async def paused() -> bool:
         return (await readyz(c))[1]["checks"].get("reply", {}).get("state") == "paused"
+    # The daemon's start-up login meets the 454 first: a pause, not needs_credentials.
     await wait_for(paused, what="the transport paused by a 454 at AUTH")
     status, body = await readyz(c)
     assert status == 200 and body["checks"]["reply"]["kind"] == "throttle", body
+    _, lead_id = await post_lead(c, "login@cliente.example", "Hola, ¿precio del plan anual?")
+    await wait_for(paused, what="still paused")
+    with lock:
+        flipped[0] = True
     await settle(d, 1, timeout=30)
     lead = await d.store.get(lead_id)
     assert lead is not None and lead.state.value == "replied" and lead.attempts == 0

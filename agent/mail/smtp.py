@@ -49,6 +49,9 @@ class _Stale(Exception):
     """A reused session failed at MAIL FROM: nothing was sent, try a fresh connection."""
 
 
+_LOGIN_REFUSED = "SMTP login refused: check EMAIL_USER / EMAIL_PASS (an app password for Gmail)"
+
+
 def _stage(e: aiosmtplib.SMTPResponseException) -> Stage:
     """The SMTP step that was refused, from aiosmtplib's exception type."""
     if isinstance(e, aiosmtplib.SMTPAuthenticationError):
@@ -192,9 +195,7 @@ class SmtpTransport:
             self.pause.answered(probe)
             code = f"{v.code} {v.enhanced}" if v.enhanced else str(v.code)
             if v.kind == "credentials":
-                self._state = {"state": "needs_credentials", "since": time.time(),
-                               "reason": "SMTP login refused: check EMAIL_USER / EMAIL_PASS "
-                                         "(an app password for Gmail)"}
+                self._state = {"state": "needs_credentials", "since": time.time(), "reason": _LOGIN_REFUSED}
                 raise TransientError("smtp: login refused (needs credentials)", retry_after=300) from None
             if v.kind == "recipient":
                 self._state = {"state": "ok"}
@@ -220,11 +221,15 @@ class SmtpTransport:
                 session = self._take_idle() or await self._connect()
                 session.last_used = time.monotonic()
                 self._idle.append(session)
-        except aiosmtplib.SMTPAuthenticationError:
-            self._state = {"state": "needs_credentials", "since": time.time(),
-                           "reason": "SMTP login refused: check EMAIL_USER / EMAIL_PASS (an app password for Gmail)"}
         except aiosmtplib.SMTPResponseException as e:
-            self._state = {"state": "down", "reason": f"server answered {e.code}", "since": time.time()}
+            v = classify(e.code, e.message, _stage(e))
+            if v.pauses_transport:  # "454 4.7.0 Too many login attempts": a pause, not bad credentials
+                self.pause.limited(v, probe=False)
+            elif v.kind == "credentials":
+                self._state = {"state": "needs_credentials", "since": time.time(), "reason": _LOGIN_REFUSED}
+            else:
+                code = f"{v.code} {v.enhanced}" if v.enhanced else str(v.code)
+                self._state = {"state": "down", "reason": f"server answered {code}", "since": time.time()}
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
             self._state = {"state": "down", "reason": type(e).__name__, "since": time.time()}
         else:
