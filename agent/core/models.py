@@ -118,6 +118,11 @@ class Lead:
     skip_reason: str | None = None
     next_attempt_at: datetime | None = None  # when the worker takes it next (a waiting reply)
     interactions: list[Interaction] = field(default_factory=list)
+    mailbox: str | None = None  # the mailbox an email lead came in through (None for the webhook)
+    # Set by people in the console: {"category", "priority", "by", "at", "previous": {...}}.
+    correction: dict[str, Any] | None = None
+    assigned_to: str | None = None
+    handled_by: str | None = None
 
     @property
     def text_for_classifier(self) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from datetime import date
+from typing import Any, Protocol
 
 from agent.core.models import (
     Category,
@@ -22,6 +23,7 @@ from agent.core.models import (
     OutgoingMail,
     Priority,
 )
+from agent.core.queries import LeadEvent, LeadFilter, Overview
 from agent.core.states import GatePrior, LedgerStatus, MirrorStatus, ReplyStatus, State
 
 
@@ -78,6 +80,10 @@ class Mirror(Protocol):
 
     def health(self) -> Health:
         """For /readyz: ok | degraded | permission_denied | not_found | disabled, and rows waiting."""
+        ...
+
+    async def update_row(self, lead: Lead) -> bool:
+        """Rewrite the lead's row, found by its id column; False when the sheet has no row for it."""
         ...
 
     async def close(self) -> None: ...
@@ -262,8 +268,51 @@ class InboxStore(InboxLedger, Leadership, Protocol):
     """What the inbox poller needs: the inbox ledger, and leadership of its mailbox."""
 
 
-class Store(LeadQueue, ReplyLedger, InboxLedger, LeadReads, Leadership, Protocol):
-    """Durable leads and their queue, the reply and inbox ledgers, reads and leadership."""
+class ConsoleData(Protocol):
+    """What the console reads and writes: filtered pages, figures, people's actions, users."""
+
+    async def console_page(self, f: LeadFilter, limit: int, cursor: str | None = None,
+                           ) -> tuple[builtins.list[Lead], str | None]: ...
+
+    async def index_search(self, limit: int = 2000) -> int:
+        """Bring the full-text index up to date by at most ``limit`` leads; returns how many it added."""
+        ...
+
+    async def console_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Leads per state and per category, over the whole store."""
+        ...
+
+    async def console_overview(self, since: date) -> Overview: ...
+
+    async def lead_events(self, lead_id: str) -> builtins.list[LeadEvent]: ...
+
+    async def add_event(self, lead_id: str, kind: str, actor: str, detail: dict[str, Any]) -> None: ...
+
+    async def correct(self, lead_id: str, category: Category, priority: Priority, by: str) -> bool:
+        """Set category and priority, recording who, when and the values before the first correction."""
+        ...
+
+    async def reopen_for_reply(self, lead_id: str) -> bool:
+        """A skipped lead with no reply sent goes back to the reply step; False otherwise."""
+        ...
+
+    async def mark_handled(self, lead_id: str, by: str) -> bool: ...
+
+    async def assign(self, lead_id: str, user: str | None, by: str) -> bool: ...
+
+    async def corrections(self) -> builtins.list[tuple[Lead, dict[str, Any]]]: ...
+
+    async def user_hash(self, name: str) -> str | None: ...
+
+    async def user_names(self) -> builtins.list[str]: ...
+
+    async def user_put(self, name: str, password_hash: str) -> bool: ...
+
+    async def user_delete(self, name: str) -> bool: ...
+
+
+class Store(LeadQueue, ReplyLedger, InboxLedger, LeadReads, Leadership, ConsoleData, Protocol):
+    """Durable leads and their queue, the reply and inbox ledgers, reads, leadership and the console's data."""
 
     async def open(self) -> None: ...
 

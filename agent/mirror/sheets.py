@@ -203,6 +203,16 @@ class SheetMirror:
     def _read_ids_sync(self) -> set[str]:
         return {v.strip() for v in self._read_column_sync("id") if v.strip()}
 
+    def _update_sync(self, lead: Lead) -> bool:
+        """Rewrite the lead's row where the id column has its id; False when it has no row yet."""
+        assert self._ws is not None
+        ids = [v.strip() for v in self._read_column_sync("id")]
+        if lead.id not in ids:
+            return False
+        row = ids.index(lead.id) + (2 if self._header else 1)
+        self._ws.update([self._format.row(lead)], f"A{row}", value_input_option=ValueInputOption.raw)
+        return True
+
     def _append_sync(self, rows: list[list[str]]) -> None:
         assert self._ws is not None
         self._ws.append_rows(rows, value_input_option=ValueInputOption.raw)
@@ -341,6 +351,20 @@ class SheetMirror:
             await asyncio.sleep(delay)
 
     # ----- other port methods -------------------------------------------
+    async def update_row(self, lead: Lead) -> bool:
+        """Rewrite the lead's row in place (a correction from the console).
+
+        False when the row is not in the sheet yet: the append still to come writes the
+        lead as it is then. Raises TransientError or PermanentError like a flush.
+        """
+        await self._ensure_open(prepare=False)
+        try:
+            return await self._call(self._update_sync, lead)
+        except Exception as exc:
+            failure = self._failure(exc)
+            self._note_failure(failure)
+            raise failure.error() from exc
+
     async def known_emails(self) -> set[str]:
         """Normalized (trimmed, lower-cased) addresses in the sheet's email column, read once."""
         await self._ensure_open(prepare=True)

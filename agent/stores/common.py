@@ -8,7 +8,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from agent.core.models import (
@@ -21,6 +21,7 @@ from agent.core.models import (
     Priority,
     State,
 )
+from agent.core.queries import LeadFilter
 from agent.core.states import (
     FINAL_STATES,
     LEDGER_COUNTED,
@@ -125,6 +126,8 @@ def row_to_lead(r: Mapping[str, Any]) -> Lead:
         reply_status=ReplyStatus(r["reply_status"]), reply_reason=r["reply_reason"],
         reply_message_id=r["reply_message_id"], replied_at=ts(r["replied_at"]),
         skip_reason=r["skip_reason"], next_attempt_at=ts(r["next_attempt_at"]),
+        mailbox=r["mailbox"], correction=_json(r["correction"]) or None, assigned_to=r["assigned_to"],
+        handled_by=r["handled_by"],
     )
     return lead
 
@@ -169,3 +172,29 @@ class SingleEmailIntake:
     ) -> IntakeResult | None:
         entry = EmailIntake(item, mailbox, uidvalidity, uid, dedupe_key, skip_reason=skip_reason, raw=raw)
         return (await self.intake_emails([entry]))[0]
+
+
+EPOCH = date(1970, 1, 1)
+
+
+def day_start(d: date) -> float:
+    """Epoch seconds of a UTC day's midnight."""
+    return datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()
+
+
+def console_where(f: LeadFilter, ph: str) -> tuple[list[str], list[Any]]:
+    """The WHERE terms of a console filter (``ph`` is the engine's placeholder), text search aside."""
+    where: list[str] = []
+    args: list[Any] = []
+    for col, value in (("leads.state", f.state), ("leads.category", f.category), ("leads.priority", f.priority),
+                       ("leads.intake", f.intake), ("leads.source", f.source), ("leads.mailbox", f.mailbox)):
+        if value:
+            where.append(f"{col} = {ph}")
+            args.append(str(value))
+    if f.since:
+        where.append(f"leads.created_at >= {ph}")
+        args.append(day_start(f.since))
+    if f.until:
+        where.append(f"leads.created_at < {ph}")
+        args.append(day_start(f.until) + 86400)
+    return where, args

@@ -81,6 +81,24 @@ MIGRATIONS: list[str] = [
     """,
     # 2: the reply caps count sent replies in a window without reading the table (issue 20)
     "CREATE INDEX replies_counted ON replies(created_at, status, lead_id);",
+    # 3: the console: who handles a lead, corrections, people's actions, named users, and a
+    # full-text GIN index over name, email, company and message ('simple': no stemming, any
+    # language) (issue 14)
+    """
+    ALTER TABLE leads ADD COLUMN mailbox TEXT, ADD COLUMN correction TEXT, ADD COLUMN assigned_to TEXT,
+      ADD COLUMN handled_by TEXT, ADD COLUMN handled_at DOUBLE PRECISION;
+    CREATE INDEX leads_category ON leads(category, id);
+    CREATE INDEX leads_created ON leads(created_at, id);
+    CREATE INDEX leads_created_stats ON leads(created_at) INCLUDE (category, needs_reclassify, replied_at);
+    CREATE TABLE lead_events (
+      id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, lead_id TEXT COLLATE "C" NOT NULL,
+      at DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL, actor TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX lead_events_lead ON lead_events(lead_id, id);
+    CREATE TABLE users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL);
+    CREATE INDEX leads_fts ON leads USING GIN (to_tsvector('simple', coalesce(name, '') || ' ' ||
+      coalesce(email, '') || ' ' || coalesce(company, '') || ' ' || coalesce(message, '')));
+    """,
 ]
 
 def advisory_key(name: str) -> int:

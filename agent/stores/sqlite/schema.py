@@ -80,7 +80,61 @@ MIGRATIONS: list[str] = [
     """,
     # 2: the reply caps count sent replies in a window without reading the table (issue 20)
     "CREATE INDEX replies_counted ON replies(created_at, status, lead_id);",
+    # 3: the console: who handles a lead, corrections, people's actions, named users, and a
+    # full-text index (FTS5, diacritics folded). New leads are indexed in batches by
+    # ``index_search`` (a job, and before each search), not by an insert trigger: per-row FTS
+    # inserts in the webhook's small transactions cost six times the whole intake write. The
+    # triggers keep already-indexed rows right when a lead is changed or deleted (issue 14).
+    """
+    ALTER TABLE leads ADD COLUMN mailbox TEXT;
+    ALTER TABLE leads ADD COLUMN correction TEXT;
+    ALTER TABLE leads ADD COLUMN assigned_to TEXT;
+    ALTER TABLE leads ADD COLUMN handled_by TEXT;
+    ALTER TABLE leads ADD COLUMN handled_at REAL;
+    CREATE INDEX leads_category ON leads(category, id);
+    CREATE INDEX leads_created ON leads(created_at, category, needs_reclassify, replied_at);
+    CREATE TABLE lead_events (
+      id INTEGER PRIMARY KEY, lead_id TEXT NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+      actor TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX lead_events_lead ON lead_events(lead_id, id);
+    CREATE TABLE users (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE VIRTUAL TABLE leads_fts USING fts5(
+      name, email, company, message, content='leads', content_rowid='rowid',
+      tokenize='unicode61 remove_diacritics 2'
+    );
+    INSERT INTO leads_fts(leads_fts) VALUES ('rebuild');
+    CREATE TABLE search_index_state (indexed_rowid INTEGER NOT NULL);
+    INSERT INTO search_index_state VALUES ((SELECT coalesce(max(rowid), 0) FROM leads));
+    CREATE TRIGGER leads_fts_delete AFTER DELETE ON leads
+    WHEN old.rowid <= (SELECT indexed_rowid FROM search_index_state) BEGIN
+      INSERT INTO leads_fts(leads_fts, rowid, name, email, company, message)
+      VALUES ('delete', old.rowid, old.name, old.email, old.company, old.message);
+    END;
+    CREATE TRIGGER leads_fts_update AFTER UPDATE OF name, email, company, message ON leads
+    WHEN old.rowid <= (SELECT indexed_rowid FROM search_index_state) BEGIN
+      INSERT INTO leads_fts(leads_fts, rowid, name, email, company, message)
+      VALUES ('delete', old.rowid, old.name, old.email, old.company, old.message);
+      INSERT INTO leads_fts(rowid, name, email, company, message)
+      VALUES (new.rowid, new.name, new.email, new.company, new.message);
+    END;
+    """,
 ]
+
+
+def statements(script: str) -> list[str]:
+    """A migration's statements, split on ``;`` but keeping a trigger's ``BEGIN … END;`` whole."""
+    out: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending.strip())
+    return out
 
 
 def sqlite_path(url: str) -> Path:
@@ -99,9 +153,8 @@ def migrate(db: sqlite3.Connection) -> None:
         current = row[0] or 0
         for version, sql in enumerate(MIGRATIONS, start=1):
             if version > current:
-                for stmt in sql.split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
+                for stmt in statements(sql):
+                    db.execute(stmt)
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
         db.execute("COMMIT")
     except BaseException:
