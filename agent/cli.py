@@ -186,6 +186,18 @@ def cmd_form_snippet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    from agent.app.users_commands import run
+
+    return run(_config(args), args.action, args.name, args.password_stdin)
+
+
+def cmd_corrections(args: argparse.Namespace) -> int:
+    from agent.app.users_commands import export_corrections
+
+    return export_corrections(_config(args), args.file)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="leadbox", description="Every inbound contact becomes a triaged, answered lead.")
     p.add_argument("--config", help="config file (default config/agent.toml or $LEADBOX_CONFIG)")
@@ -255,6 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("form-snippet", cmd_form_snippet, "print a contact form (HTML and fetch()) to paste into a website")
     sp.add_argument("--origin", help="your website's origin, e.g. https://www.example.com (checked against "
                     "http.cors_origins)")
+    sp = add("users", cmd_users, "console users: add, list, remove, or change a password (passwd)")
+    sp.add_argument("action", choices=["add", "list", "remove", "passwd"], help="what to do")
+    sp.add_argument("name", nargs="?", help="the user's name (add, remove, passwd)")
+    sp.add_argument("--password-stdin", action="store_true",
+                    help="read the password from one line of standard input instead of a prompt")
+    sp = add("corrections", cmd_corrections, "write the leads people corrected in the console as labelled "
+             "JSON Lines (the format of 'leadbox eval' and 'leadbox train')")
+    sp.add_argument("action", choices=["export"], help="export")
+    sp.add_argument("file", help="the .jsonl file to write")
     sp = add("backfill", cmd_backfill, "process older inbox mail")
     sp.add_argument("--since", required=True, help="date, YYYY-MM-DD")
     return p

@@ -370,6 +370,15 @@ class LoggingConfig(_Section):
         "auto", description="auto (JSON unless a terminal) | json | text.")
 
 
+class ConsoleConfig(_Section):
+    """The lead console at /console (sign in with a user or the admin token)."""
+
+    enabled: bool = Field(True, description="Serve the console; it still needs LEADBOX_ADMIN_TOKEN or a user "
+                          "(leadbox users add NAME) before anyone can sign in.")
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description=(
+        "A console session ends after this many hours without a request (sign-out ends it at once)."))
+
+
 class Settings(_Section):
     """All sections; the order here is the order of config/agent.toml."""
 
@@ -385,6 +394,7 @@ class Settings(_Section):
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     forms: FormsConfig = Field(default_factory=FormsConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
 
 @dataclass(frozen=True)

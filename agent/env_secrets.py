@@ -14,7 +14,7 @@ ENV_NAMES = (
     "OPENAI_API_KEY", "EMAIL_USER", "EMAIL_PASS", "GOOGLE_CREDENTIALS_JSON", "DATABASE_URL",
     "LEADBOX_ADMIN_TOKEN", "LEADBOX_WEBHOOK_SECRET", "GOOGLE_OAUTH_CLIENT_ID",
     "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_REFRESH_TOKEN", "INBOX_OAUTH_TOKEN",
-    "LEADBOX_CONFIG", "LEADBOX_DOTENV",
+    "LEADBOX_CONFIG", "LEADBOX_DOTENV", "LEADBOX_SECRET_KEY",
 )
 
 
@@ -33,6 +33,7 @@ class Secrets:
     google_oauth_client_secret: str = ""
     google_oauth_refresh_token: str = ""
     inbox_oauth_token: str = ""
+    secret_key: str = ""  # signs console sessions; random per process when empty
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Secrets:
@@ -49,6 +50,7 @@ class Secrets:
             google_oauth_client_secret=g("GOOGLE_OAUTH_CLIENT_SECRET"),
             google_oauth_refresh_token=g("GOOGLE_OAUTH_REFRESH_TOKEN"),
             inbox_oauth_token=g("INBOX_OAUTH_TOKEN"),
+            secret_key=g("LEADBOX_SECRET_KEY"),
         )
 
     def values(self) -> list[str]:

@@ -29,6 +29,8 @@ from agent.app.wiring import (
     make_transport,
 )
 from agent.config import Config, ReplyConfig
+from agent.console.routes import error_page as console_error_page
+from agent.console.routes import setup_console
 from agent.core.mirror_ledger import MirrorLedger
 from agent.core.models import Health
 from agent.core.pipeline import ReplyPolicy, Services
@@ -41,7 +43,7 @@ from agent.errors import LeadboxError
 from agent.intake.access import RateLimiter, SignatureChecker
 from agent.intake.batching import IntakeBatcher
 from agent.intake.forms import FieldMap
-from agent.intake.http_errors import JsonErrorSite
+from agent.intake.http_errors import ERROR_PAGE, JsonErrorSite
 from agent.intake.webhook import DAEMON, add_routes
 
 log = logging.getLogger("leadbox.daemon")
@@ -151,6 +153,8 @@ class Daemon:
             # replies can go out before the first one is due, and recovers with the server.
             self.scheduler.add_job(self.check_transport, "interval", seconds=s.reply.smtp_check_interval,
                                    id="transport-check", next_run_time=now)
+        if s.console.enabled:
+            self.scheduler.add_job(self.index_search, "interval", seconds=2.0, id="search-index")
         if self.svc.mirror is not None:
             # Rows that could not be queued or written (outage, crash) are sent again by this job;
             # its period does not follow flush_seconds up to an hour.
@@ -269,10 +273,36 @@ class Daemon:
                 self._tokens_seen = tokens
 
     # -- HTTP -----------------------------------------------------------
+    async def index_search(self) -> None:
+        """Keep the console's full-text index close behind intake, yielding to a busy webhook."""
+        if not self.intake.contended():
+            await self.store.index_search()
+
+    async def on_corrected(self, lead_id: str) -> None:
+        """A person corrected the lead in the console: rewrite its sheet row (best effort).
+
+        A sheet that is down or refuses is logged; the row keeps its old values until the
+        next correction (the store, the API and the console have the corrected ones).
+        """
+        mirror = self.svc.mirror if self._started else None
+        lead = await self.store.get(lead_id) if mirror is not None else None
+        if mirror is None or lead is None:
+            return
+        try:
+            await mirror.update_row(lead)
+        except LeadboxError as e:
+            log.warning("sheets: corrected row not rewritten", extra={"lead_id": lead_id, "reason": str(e)})
+
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.settings.http.max_body_bytes)
         app[DAEMON] = self
+        console = self.config.settings.console
+        if console.enabled:  # before the API's routes: those end with the catch-all
+            setup_console(app, self.config.secrets.secret_key, console.session_hours)
         add_routes(app)
+        if console.enabled:
+            api_page = app[ERROR_PAGE]
+            app[ERROR_PAGE] = lambda r, s, e, h: console_error_page(r, s, e, h) or api_page(r, s, e, h)
         return app
 
 

@@ -24,7 +24,9 @@ _ADMIN = {
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "leadbox", "version": "0.1.0",
-             "description": "Every inbound contact becomes a triaged, answered lead."},
+             "description": "Every inbound contact becomes a triaged, answered lead. The lead console's "
+                            "HTML pages under /console (sign-in, list, lead, actions) are not part of this "
+                            "API and are not described here."},
     "paths": {
         "/leads": {
             "post": {

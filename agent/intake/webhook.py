@@ -15,6 +15,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -61,6 +62,10 @@ class WebhookHost(Protocol):
     async def readiness(self) -> dict[str, Any]: ...
 
     async def refresh_gauges(self) -> None: ...
+
+    async def on_corrected(self, lead_id: str) -> None:
+        """A person corrected the lead's category or priority (the console): update copies of it."""
+        ...
 
 
 DAEMON: web.AppKey[WebhookHost] = web.AppKey("daemon")
@@ -240,6 +245,16 @@ def require_admin(request: web.Request) -> web.Response | None:
     return None
 
 
+def _correction_json(c: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``{"category", "priority", "by", "at", "previous": {"category", "priority"}}``, ``at`` in ISO 8601."""
+    if not c:
+        return None
+    at = c.get("at")
+    when = datetime.fromtimestamp(at, UTC).isoformat() if isinstance(at, int | float) else at
+    return {"category": c.get("category"), "priority": c.get("priority"), "by": c.get("by"), "at": when,
+            "previous": c.get("previous")}
+
+
 def lead_json(lead: Lead, labels: Any) -> dict[str, Any]:
     cat = lead.category.value if lead.category else None
     pri = lead.priority.value if lead.priority else None
@@ -255,7 +270,9 @@ def lead_json(lead: Lead, labels: Any) -> dict[str, Any]:
         "subject": lead.subject, "message": lead.message,
         "created_at": lead.created_at.isoformat(), "updated_at": lead.updated_at.isoformat(),
         "attempts": lead.attempts, "last_error": lead.last_error, "skip_reason": lead.skip_reason,
-        "mirror_status": lead.mirror_status,
+        "mirror_status": lead.mirror_status, "mailbox": lead.mailbox,
+        "assigned_to": lead.assigned_to, "handled_by": lead.handled_by,
+        "correction": _correction_json(lead.correction),
         "reply": {
             "status": lead.reply_status, "reason": lead.reply_reason,
             "message_id": lead.reply_message_id,
