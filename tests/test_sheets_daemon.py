@@ -359,3 +359,25 @@ def test_sheets_check_reports_a_missing_worksheet_or_spreadsheet_cleanly(
     assert last.startswith("leadbox: sheets: ") and needle in last, res.stderr
     assert "Traceback" not in res.stdout + res.stderr
     assert "NoSuchTab" not in fresh_sheets.worksheet_titles(KEY)  # check is read-only
+
+
+async def test_a_console_correction_rewrites_the_leads_row(
+    make_daemon: Any, fresh_sheets: SheetsFake, service_account_info: dict[str, str]
+) -> None:
+    env = {**sheets_env(fresh_sheets, service_account_info), "LEADBOX_ADMIN_TOKEN": "tok",
+           "LEADBOX_SECRET_KEY": "k" * 32}
+    d, c = await make_daemon(env)
+    first = await post(c, "Ana García", "ana@example.com", "¿Cuál es vuestro horario de atención?")
+    target = await post(c, "Luis Pérez", "luis@example.com", "Mi cuenta no funciona desde ayer.")
+    await settle(d, 2)
+    await mirror_settled(d, [first, target])
+    before = {r[-1]: r for r in data_rows(fresh_sheets)}
+    await c.post("/console/login", data={"user": "", "password": "tok"})
+    page = await (await c.get(f"/console/leads/{target}")).text()
+    token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+    r = await c.post(f"/console/leads/{target}/correct", data={"category": "sales", "priority": "high",
+                                                                 "csrf_token": token}, allow_redirects=False)
+    assert r.status == 303
+    after = {r[-1]: r for r in data_rows(fresh_sheets)}
+    assert len(after) == 2 and after[first] == before[first]  # one row changed, none added
+    assert (after[target][HEADER.index("category")], after[target][HEADER.index("priority")]) == ("Ventas", "Alta")
