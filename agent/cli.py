@@ -222,13 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--email", default="", help="sender address (for domain priority rules)")
     sp.add_argument("--classifier", choices=["local", "openai"],
                     help="the classifier to use (default: classifier.backend)")
-    sp = add("leads", cmd_leads, "list, show or retry leads",
+    sp = add("leads", cmd_leads, "list, show, retry or settle leads",
              epilog="examples:\n  leadbox leads list --status failed --priority high\n"
-                    "  leadbox leads show ID\n  leadbox leads retry --failed")
-    sp.add_argument("action", nargs="?", choices=["list", "show", "retry"], default="list",
+                    "  leadbox leads show ID\n  leadbox leads retry --failed\n  leadbox leads settle ID")
+    sp.add_argument("action", nargs="?", choices=["list", "show", "retry", "settle"], default="list",
                     help="list (default): newest first, a page at a time; show ID: one lead as JSON; "
-                         "retry ID|--failed: queue failed leads again")
-    sp.add_argument("id", nargs="?", help="the lead id (show, retry)")
+                         "retry ID|--failed: queue failed leads again; settle ID: look an uncertain "
+                         "reply up in the mailbox now")
+    sp.add_argument("id", nargs="?", help="the lead id (show, retry, settle)")
     sp.add_argument("--failed", action="store_true", help="with retry: every failed lead")
     sp.add_argument("--status", metavar="STATE",
                     help=f"with list: only leads in this state ({', '.join(s.value for s in State)})")

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agent.config_base import Section as _Section
 from agent.config_forms import FormsConfig
+from agent.config_settle import SettleSettings
 from agent.env_secrets import ENV_NAMES as ENV_NAMES
 from agent.env_secrets import Secrets
 from agent.errors import ConfigError
@@ -209,7 +210,7 @@ class PriorityConfig(_Section):
         return v
 
 
-class ReplyConfig(_Section):
+class ReplyConfig(SettleSettings):
     """The auto-reply sent to each lead."""
 
     enabled: bool = Field(True, description="Send auto-replies at all.")

@@ -106,6 +106,7 @@ def daemon_env(fakes: Fakes, tmp: Path, port: int, extra: dict[str, str]) -> dic
         "LEADBOX_REPLY__SMTP_PORT": str(smtp.port_tls), "LEADBOX_REPLY__SMTP_SECURITY": "tls",
         "LEADBOX_REPLY__CA_FILE": smtp.ca_file, "EMAIL_USER": smtp.username, "EMAIL_PASS": smtp.password,
         "LEADBOX_REPLY__FROM_ADDRESS": smtp.username, "LEADBOX_REPLY__MAX_PER_HOUR": "0",
+        "LEADBOX_REPLY__SETTLE": "off",  # no IMAP account here (settling: tests/test_settle.py)
     })
     env.update(extra)
     return env

@@ -249,6 +249,42 @@ async def test_reply_ledger(store: Any) -> None:
     assert await store.replies_since(None, since) == 1
 
 
+async def test_settling_uncertain_replies(open_store: StoreFactory) -> None:
+    """Uncertain replies are listed (recent ones, or one by id); settling one is atomic and happens
+    once: found -> replied, not found -> back to the reply step; a second settler gets False."""
+    store, other = await open_store(), await open_store()
+    ids = [r.lead_id for r in await store.intake_many([lead_in(f"u{i}@example.com") for i in range(3)])]
+    for i, lead_id in enumerate(ids):
+        assert await store.reply_begin(lead_id, f"u{i}@example.com", f"<reply-{lead_id}@x>") is None
+        await store.reply_done(lead_id, "uncertain")
+    for lead in await store.claim(10, "w", 60):  # the worker's final write: failed / uncertain
+        lead.category, lead.priority = Category.SALES, Priority.HIGH
+        lead.state, lead.reply_status = State.FAILED, "uncertain"
+        await store.update(lead, release=True)
+    now = time.time()
+    rows = await store.uncertain_replies(since=now - 60)
+    assert sorted(r.lead_id for r in rows) == sorted(ids)
+    assert all(r.message_id == f"<reply-{r.lead_id}@x>" and now - 60 <= r.attempted_at <= now for r in rows)
+    assert await store.uncertain_replies(since=now + 60) == []  # older than the window: left alone
+    [one] = await store.uncertain_replies(since=0, lead_id=ids[0])
+    assert one.lead_id == ids[0]
+
+    assert await store.settle_reply(ids[0], sent=True, reason="settle: found", now=now)
+    assert not await other.settle_reply(ids[0], sent=False, reason="x", now=now)  # settled already
+    a = await store.get(ids[0])
+    assert (a.state, a.reply_status, a.reply_reason) == (State.REPLIED, "sent", "settle: found")
+    assert a.replied_at is not None
+    assert await store.reply_begin(ids[0], "u0@example.com", f"<reply-{ids[0]}@x>") == "sent"
+
+    assert await other.settle_reply(ids[1], sent=False, reason="settle: resend", now=now)
+    assert not await store.settle_reply(ids[1], sent=True, reason="x", now=now)
+    b = await store.get(ids[1])
+    assert (b.state, b.reply_status, b.reply_reason) == (State.MIRRORED, "pending", "settle: resend")
+    assert [x.id for x in await store.claim(10, "w2", 60)] == [ids[1]]  # due again, once
+    assert await store.reply_begin(ids[1], "u1@example.com", f"<reply-{ids[1]}@x>") == "resumed"
+    assert [r.lead_id for r in await store.uncertain_replies(since=0)] == [ids[2]]
+
+
 async def test_reply_gate_caps_wait_and_count_a_waiting_reply_again(store: Any) -> None:
     """Both caps apply to fresh rows and to rows left at 'retry' (a reply that waited)."""
     ids = [r.lead_id for r in await store.intake_many([lead_in(f"g{i}@example.com") for i in range(4)])]

@@ -25,6 +25,7 @@ from agent.app.wiring import (
     make_classifier,
     make_local_classifier,
     make_mirror,
+    make_sent_lookup,
     make_store,
     make_transport,
 )
@@ -37,6 +38,7 @@ from agent.core.pipeline import ReplyPolicy, Services
 from agent.core.ports import Store
 from agent.core.priority import PriorityRules
 from agent.core.replies import Templates
+from agent.core.settle import Outcome, Settled, settle_uncertain
 from agent.core.states import FINAL_STATES, HealthState, MirrorStatus
 from agent.core.worker import Worker
 from agent.errors import LeadboxError
@@ -64,6 +66,8 @@ class Daemon:
         self.scheduler = AsyncIOScheduler(
             timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60})
         self.inbox: Any = None
+        # reply.settle: uncertain SMTP replies looked up over IMAP (None: outbox or settle = off).
+        self.sent_lookup = make_sent_lookup(config)
         # Why there is no sheet mirror, when there is none (for /readyz).
         self.mirror_off = Health(HealthState.DISABLED, "not started")
         self._started = False
@@ -93,7 +97,7 @@ class Daemon:
         self.svc = Services(
             store=self.store, classifier=classifier, local_classifier=local,
             rules=PriorityRules(s.priority.by_category, s.priority.urgent_words, s.priority.domains),
-            transport=make_transport(self.config), templates=templates,
+            transport=make_transport(self.config, self.sent_lookup), templates=templates,
             reply=ReplyPolicy(
                 enabled=s.reply.enabled, from_address=s.reply.from_address, from_name=self.config.sender_name,
                 company_name=s.reply.company_name.strip(),
@@ -155,6 +159,9 @@ class Daemon:
                                    id="transport-check", next_run_time=now)
         if s.console.enabled:
             self.scheduler.add_job(self.index_search, "interval", seconds=2.0, id="search-index")
+        if self.sent_lookup is not None:
+            self.scheduler.add_job(self.settle_replies, "interval", seconds=s.reply.settle_interval,
+                                   id="reply-settle", next_run_time=now)
         if self.svc.mirror is not None:
             # Rows that could not be queued or written (outage, crash) are sent again by this job;
             # its period does not follow flush_seconds up to an hour.
@@ -211,6 +218,19 @@ class Daemon:
             lead.priority, lead.priority_rule = d.priority, d.rule
             await self.store.update(lead)
             log.info("re-classified", extra={"lead_id": lead.id, "category": c.category.value})
+
+    async def settle_replies(self) -> list[Settled]:
+        """Uncertain replies looked up in the mailbox: replied, or queued for one more send."""
+        lookup, r = self.sent_lookup, self.config.settings.reply
+        if lookup is None or not await self.store.try_acquire_leadership("reply-settle"):
+            return []
+        if lookup.resolved is None:  # auto: learn Gmail or not before the first reply needs it
+            await lookup.resolve()
+        done = await settle_uncertain(self.store, lookup, now=time.time(), grace=r.settle_grace_seconds,
+                                      max_age=r.uncertain_max_age)
+        if any(x.outcome is Outcome.RESENT for x in done):
+            self.worker.kick()
+        return done
 
     async def mirror_catch_up(self) -> None:
         mirror = self.svc.mirror

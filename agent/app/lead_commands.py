@@ -1,4 +1,4 @@
-"""``leadbox leads list|show|retry``: read the store and queue failed leads again, from a shell.
+"""``leadbox leads list|show|retry|settle``: read the store and queue failed leads again, from a shell.
 
 The command answers like the API does: a filter outside the allowed values is a usage
 error that names them (the API's 422), an unknown lead is "not found" (404) and retrying
@@ -94,6 +94,8 @@ async def leads_command(config: Config, args: argparse.Namespace) -> int:
                 raise UsageError(f"'leads list' takes no lead id (got {args.id!r}); use 'leadbox leads show ID'")
         elif args.action == "show" and not args.id:
             raise UsageError("'leads show' needs a lead id: leadbox leads show ID")
+        elif args.action == "settle" and not args.id:
+            raise UsageError("'leads settle' needs a lead id: leadbox leads settle ID")
         elif args.action == "retry" and bool(args.failed) == bool(args.id):
             raise UsageError("'leads retry' needs a lead id or --failed (not both): "
                              "leadbox leads retry ID | leadbox leads retry --failed")
@@ -110,6 +112,8 @@ async def leads_command(config: Config, args: argparse.Namespace) -> int:
             return await _show(config, store, args.id)
         if args.action == "retry":
             return await _retry(store, args.id, args.failed)
+        if args.action == "settle":
+            return await _settle(config, store, args.id)
         return await _list(config, store, args, filters)
     finally:
         await store.close()
@@ -142,6 +146,40 @@ async def _retry(store: Store, lead_id: str | None, all_failed: bool) -> int:
         print(f"leadbox leads: lead {lead_id} is {lead.state.value!r}, not 'failed': only failed leads "
               "can be retried", file=sys.stderr)
     return EXIT_FAILED
+
+
+async def _settle(config: Config, store: Store, lead_id: str) -> int:
+    """Look one uncertain reply up in the mailbox now (reply.settle), as the daemon's job does."""
+    import time
+
+    from agent.app.wiring import make_sent_lookup
+    from agent.core.settle import Outcome, settle_uncertain
+
+    lookup = make_sent_lookup(config)
+    if lookup is None:
+        print("leadbox leads: settling needs reply.transport = 'smtp' and reply.settle other than 'off'",
+              file=sys.stderr)
+        return EXIT_USAGE
+    r = config.settings.reply
+    done = await settle_uncertain(store, lookup, now=time.time(), grace=r.settle_grace_seconds,
+                                  max_age=r.uncertain_max_age, lead_id=lead_id)
+    if not done:
+        lead = await store.get(lead_id)
+        if lead is None:
+            print(f"leadbox leads: no lead with id {lead_id!r}", file=sys.stderr)
+        else:
+            print(f"leadbox leads: lead {lead_id} has no uncertain reply (state {lead.state.value!r}, "
+                  f"reply {lead.reply_status.value!r})", file=sys.stderr)
+        return EXIT_FAILED
+    x = done[0]
+    say = {Outcome.REPLIED: "replied (its reply was found)",
+           Outcome.RESENT: "queued for one more send (the running daemon sends it)",
+           Outcome.WAITING: "still uncertain: not found yet, inside the grace period; try again later",
+           Outcome.UNKNOWN: "still uncertain: the mailbox could not be read",
+           Outcome.KEPT: "still uncertain, left for a human",
+           Outcome.GONE: "settled meanwhile by the daemon"}[x.outcome]
+    print(f"lead {lead_id}: {say}: {x.detail}")
+    return 0 if x.outcome in (Outcome.REPLIED, Outcome.RESENT, Outcome.GONE) else EXIT_FAILED
 
 
 async def _list(config: Config, store: Store, args: argparse.Namespace, filters: Mapping[str, str | None]) -> int:

@@ -18,6 +18,7 @@ from agent.stores import open_store
 
 if TYPE_CHECKING:
     from agent.classifiers.local import LocalClassifier
+    from agent.mail.settle import MailboxSentLookup
 
 log = logging.getLogger("leadbox.daemon")
 
@@ -52,7 +53,32 @@ def make_classifier(config: Config) -> Classifier:
     )
 
 
-def make_transport(config: Config) -> MailTransport:
+def make_sent_lookup(config: Config) -> MailboxSentLookup | None:
+    """reply.settle's IMAP lookup for SMTP replies, or None (the outbox, or settle = off).
+
+    The account is the mailbox the replies go out from: the polled inbox's login when the inbox
+    is polled, else the [inbox] connection settings with EMAIL_USER / EMAIL_PASS.
+    """
+    r, i = config.settings.reply, config.settings.inbox
+    if r.transport != "smtp" or r.settle == "off":
+        return None
+    from agent.mail.settle import MailboxSentLookup
+
+    user, password, token = config.secrets.email_user, config.secrets.email_pass or None, None
+    if i.enabled:
+        user = config.inbox_username
+        if i.auth == "xoauth2":
+            from agent.intake.imap_auth import make_token_source
+
+            password, token = None, make_token_source(config)
+    own = user if "@" in user else r.from_address  # where our self-copy is addressed
+    return MailboxSentLookup(
+        r.settle, host=i.host, port=i.port, security=i.security, username=user, password=password,
+        oauth2_token=token, ca_file=i.ca_file, timeout=i.timeout, sent_folder=r.sent_folder,
+        self_copy_folder=r.self_copy_folder, self_copy_address=own)
+
+
+def make_transport(config: Config, lookup: MailboxSentLookup | None = None) -> MailTransport:
     r = config.settings.reply
     if r.transport == "smtp":
         from agent.mail.limits import SendPause
@@ -63,7 +89,7 @@ def make_transport(config: Config) -> MailTransport:
             username=config.secrets.email_user, password=config.secrets.email_pass,
             ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=r.from_address,
             pool_size=r.smtp_pool_size, max_per_session=r.smtp_max_per_session,
-            pause=SendPause(base=r.pause_seconds, quota_probe=r.quota_probe_minutes * 60),
+            pause=SendPause(base=r.pause_seconds, quota_probe=r.quota_probe_minutes * 60), lookup=lookup,
         )
     from agent.mail.outbox import OutboxTransport
 

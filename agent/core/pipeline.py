@@ -195,7 +195,8 @@ class Reply:
         if prior is GateNote.ELSEWHERE:
             raise TransientError("another attempt holds this reply; retrying later")
         if prior is GateNote.RESUMED:  # interrupted earlier: the transport may know it went out already
-            prior = LedgerStatus.SENT if await svc.transport.was_sent(mid) else None
+            sent = not svc.transport.commit_point and await svc.transport.was_sent(mid)
+            prior = LedgerStatus.SENT if sent else None
         if prior is LedgerStatus.COMMITTING:  # interrupted at the point of no return
             known = await svc.transport.was_sent(mid)
             if known is None:

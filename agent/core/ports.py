@@ -24,6 +24,7 @@ from agent.core.models import (
     Priority,
 )
 from agent.core.queries import LeadEvent, LeadFilter, Overview
+from agent.core.settle import SettleLedger
 from agent.core.states import GatePrior, LedgerStatus, MirrorStatus, ReplyStatus, State
 
 
@@ -93,6 +94,10 @@ class MailTransport(Protocol):
     """Sends one fully built reply."""
 
     name: str
+    # True when send() calls before_commit right before its point of no return (SMTP DATA): a
+    # reply whose ledger row was left at 'sending' certainly did not go out, so was_sent() is
+    # not asked. False (the outbox) when only was_sent() can tell.
+    commit_point: bool
 
     async def send(
         self, msg: OutgoingMail, before_commit: Callable[[], Awaitable[None]] | None = None,
@@ -108,7 +113,8 @@ class MailTransport(Protocol):
         ...
 
     async def was_sent(self, message_id: str) -> bool | None:
-        """True/False when the transport can tell whether a message went out; None when it cannot."""
+        """True/False when the transport can tell whether a message went out; None when it cannot
+        (SMTP: True when the mailbox has it, see reply.settle; else None)."""
         ...
 
     def health(self) -> Health:
@@ -311,7 +317,7 @@ class ConsoleData(Protocol):
     async def user_delete(self, name: str) -> bool: ...
 
 
-class Store(LeadQueue, ReplyLedger, InboxLedger, LeadReads, Leadership, ConsoleData, Protocol):
+class Store(LeadQueue, ReplyLedger, SettleLedger, InboxLedger, LeadReads, Leadership, ConsoleData, Protocol):
     """Durable leads and their queue, the reply and inbox ledgers, reads, leadership and the console's data."""
 
     async def open(self) -> None: ...

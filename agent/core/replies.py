@@ -110,6 +110,12 @@ def reply_message_id(lead: Lead, domain: str) -> str:
     return f"<reply-{lead.id}@{domain}>"
 
 
+def is_reply_message_id(message_id: str | None, domain: str) -> bool:
+    """Is this the Message-ID of one of our replies (our self-copy in the inbox, reply.settle)?"""
+    mid = (message_id or "").strip().lower()
+    return mid.startswith("<reply-") and mid.endswith(f"@{domain.lower()}>")
+
+
 _MSG_ID = re.compile(r"^<[^<>\s]{1,250}>$")
 
 

@@ -309,8 +309,10 @@ class ImapMailbox:
         return out
 
     def after_actions(self, taken: list[int], quarantined: list[int], *, after: str, move_to: str,
-                      label: str, quarantine_folder: str) -> None:
-        """``inbox.after`` (seen | move | label) for leads, the quarantine folder for unparseable mail.
+                      label: str, quarantine_folder: str, own_copies: Sequence[int] = (),
+                      own_copy_folder: str = "") -> None:
+        """``inbox.after`` (seen | move | label) for leads, the quarantine folder for unparseable mail,
+        ``reply.self_copy_folder`` for our own replies' copies.
 
         Best effort by design: the records are durable and the checkpoint is past these UIDs,
         so a failure here is logged and only leaves a mail looking unprocessed.
@@ -334,6 +336,12 @@ class ImapMailbox:
         except Exception as e:  # noqa: BLE001
             log.warning("inbox: could not move quarantined mail; its raw copy is in the store",
                         extra={"mailbox": self.name, "reason": f"{type(e).__name__}: {e}"})
+        try:
+            if own_copies and own_copy_folder:
+                self.move(own_copies, own_copy_folder)
+        except Exception as e:  # noqa: BLE001
+            log.warning("inbox: could not move our replies' copies; they stay in the inbox (settling "
+                        "finds them there too)", extra={"mailbox": self.name, "reason": f"{type(e).__name__}: {e}"})
 
     # ------------------------------------------------------------------ IDLE
 

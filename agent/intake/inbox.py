@@ -58,6 +58,7 @@ from agent.config import Config
 from agent.core.backoff import backoff_delay
 from agent.core.models import Health
 from agent.core.ports import InboxStore, IntakeMetrics
+from agent.core.replies import is_reply_message_id
 from agent.core.states import INBOX_TAKEN, HealthState, InboxOutcome
 from agent.errors import ConfigError, NeedsCredentials, TransientError
 from agent.intake.email_parse import ParsedEmail
@@ -427,20 +428,25 @@ class InboxPoller:
         outcomes = await self.recorder.record(items, uidvalidity, lambda: self._stopping)
         taken: list[int] = []
         quarantined: list[int] = []
-        for (msg, _), outcome in zip(items, outcomes, strict=False):  # fewer outcomes: stopped
+        own_copies: list[int] = []  # our replies' self-copies (reply.settle): never leads
+        for (msg, parsed), outcome in zip(items, outcomes, strict=False):  # fewer outcomes: stopped
             summary.count(outcome)
             if outcome in INBOX_TAKEN:
                 taken.append(msg.uid)
             elif outcome is InboxOutcome.QUARANTINED:
                 quarantined.append(msg.uid)
+            elif parsed is not None and is_reply_message_id(parsed.message_id, self.config.message_id_domain):
+                own_copies.append(msg.uid)
             self.metrics.inbox_message(self.mailbox, outcome.value)
         if taken and self.on_intake is not None:
             self.on_intake()
-        if taken or quarantined:
+        copies_to = self.config.settings.reply.self_copy_folder if own_copies else ""
+        if taken or quarantined or copies_to:
             c = self.cfg
             self._io.submit(lambda: self._mb.after_actions(
                 taken, quarantined, after=c.after, move_to=c.move_to, label=c.label,
-                quarantine_folder=c.quarantine_folder))
+                quarantine_folder=c.quarantine_folder, own_copies=own_copies if copies_to else [],
+                own_copy_folder=copies_to))
 
     # ------------------------------------------------------------------ IDLE
 

@@ -25,6 +25,8 @@ def _file_name(message_id: str) -> str:
 
 class OutboxTransport:
     name = "outbox"
+    # No separate commit step: a row left at 'sending' may have been written; was_sent() knows.
+    commit_point = False
 
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)

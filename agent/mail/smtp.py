@@ -19,6 +19,7 @@ refusal means is read by agent.mail.smtp_errors.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +32,10 @@ from agent.core.models import Health, OutgoingMail
 from agent.core.states import HealthState
 from agent.errors import DeliveryUncertain, PermanentError, TransientError
 from agent.mail.limits import SendPause
+from agent.mail.settle import MailboxSentLookup
 from agent.mail.smtp_errors import Stage, classify
+
+log = logging.getLogger("leadbox.reply")
 
 # A pooled session unused for this long is closed rather than reused (servers drop idle
 # connections after a minute or a few; reusing one only to see it fail costs a round trip).
@@ -67,11 +71,14 @@ def _stage(e: aiosmtplib.SMTPResponseException) -> Stage:
 
 class SmtpTransport:
     name = "smtp"
+    # before_commit runs right before DATA: a ledger row left at 'sending' was never sent.
+    commit_point = True
 
     def __init__(
         self, *, host: str, port: int, security: str, username: str, password: str,
         ca_file: str = "", timeout: float = 20.0, from_address: str = "",
         pool_size: int = 4, max_per_session: int = 100, pause: SendPause | None = None,
+        lookup: MailboxSentLookup | None = None,
     ) -> None:
         self.host, self.port, self.security = host, port, security
         self._username, self._password = username, password
@@ -86,6 +93,8 @@ class SmtpTransport:
         self.sessions_opened = 0  # connections opened and authenticated (for tests and the bench)
         # Shared by every sender of this account (replies, alerts): the account's limits are one.
         self.pause = pause or SendPause()
+        # reply.settle: looks replies up over IMAP, and says whether each carries a self-copy.
+        self.lookup = lookup
 
     async def _connect(self) -> _Session:
         smtp = aiosmtplib.SMTP(
@@ -133,6 +142,15 @@ class SmtpTransport:
                 raise _Stale() from e
             raise
         await smtp.rcpt(msg.to_addr)
+        own = self.lookup.self_copy_address if self.lookup is not None else None
+        if own and own.lower() != msg.to_addr.lower():
+            # Our own copy, in the same transaction: an envelope recipient only (never a header).
+            # The server takes both or neither, so finding ours later proves the customer's went.
+            try:
+                await smtp.rcpt(own)
+            except aiosmtplib.SMTPRecipientRefused as e:  # the customer's copy still goes
+                log.warning("reply goes without its self-copy (our own address was refused)",
+                            extra={"reason": f"{e.code} {e.message}"[:200]})
         if before_commit is not None:
             await before_commit()  # everything up to here is safe to repeat
         try:
@@ -236,7 +254,13 @@ class SmtpTransport:
             self._state = {"state": "ok"}
 
     async def was_sent(self, message_id: str) -> bool | None:
-        return None  # SMTP cannot tell: an interrupted send is not repeated
+        """True when the reply is found in the mailbox (reply.settle); else None: SMTP alone
+        cannot tell, and an absence right after the attempt proves nothing yet (the settle job
+        decides that after its grace period)."""
+        if self.lookup is None:
+            return None
+        search = await self.lookup.find_sent([message_id])
+        return True if message_id in search.found else None
 
     def health(self) -> Health:
         """For /readyz: unknown (nothing sent yet) | ok | degraded | down | needs_credentials | paused."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from agent.core.states import LEDGER_RESUMABLE, GateNote, GatePrior, LedgerStatus
+from agent.core.states import LEDGER_RESUMABLE, GateNote, GatePrior, LedgerStatus, ReplyStatus, State
 from agent.errors import PermanentError
 from agent.stores.common import COUNTED_REPLY
 
@@ -104,3 +104,42 @@ def replies_since_query(to_addr: str | None, since: float, exclude_lead: str) ->
         q += " AND to_addr = ?"
         args = (*args, to_addr)
     return q, args
+
+
+# Settling uncertain replies (agent.core.settle): the rows to look up, and the two outcomes.
+UNCERTAIN_SQL = (
+    "SELECT r.lead_id, r.message_id, r.created_at, l.reply_reason FROM replies r JOIN leads l ON l.id = r.lead_id "
+    f"WHERE r.status = '{LedgerStatus.UNCERTAIN.value}' AND l.state = '{State.FAILED.value}' "
+    f"AND l.reply_status = '{ReplyStatus.UNCERTAIN.value}' AND r.created_at >= ?")
+_FAILED = f"state = '{State.FAILED.value}' AND reply_status = '{ReplyStatus.UNCERTAIN.value}'"
+
+
+def uncertain_query(since: float, lead_id: str | None, limit: int) -> tuple[str, tuple[Any, ...]]:
+    if lead_id is not None:
+        return UNCERTAIN_SQL + " AND r.lead_id = ? ORDER BY r.created_at LIMIT ?", (since, lead_id, limit)
+    return UNCERTAIN_SQL + " ORDER BY r.created_at LIMIT ?", (since, limit)
+
+
+async def settle_reply(tx: LedgerTx, lead_id: str, *, sent: bool, reason: str, now: float) -> bool:
+    """Only while the ledger row is still ``uncertain``: found -> sent / replied; not found ->
+    retry / back to the reply step (``mirrored``), due now. False when settled elsewhere first."""
+    row = await tx.one(f"SELECT created_at FROM replies WHERE lead_id = ? AND status = ?{tx.for_update}",
+                       (lead_id, LedgerStatus.UNCERTAIN.value))
+    if row is None:
+        return False
+    if sent:
+        changed = await tx.run(
+            f"UPDATE leads SET state = '{State.REPLIED.value}', reply_status = '{ReplyStatus.SENT.value}', "
+            "reply_reason = ?, replied_at = ?, last_error = NULL, updated_at = ? WHERE id = ? AND " + _FAILED,
+            (reason, float(row[0]), now, lead_id))
+        status = LedgerStatus.SENT
+    else:
+        changed = await tx.run(
+            f"UPDATE leads SET state = '{State.MIRRORED.value}', reply_status = '{ReplyStatus.PENDING.value}', "
+            "reply_reason = ?, last_error = NULL, attempts = 0, next_attempt_at = ?, lease_owner = NULL, "
+            "lease_until = NULL, updated_at = ? WHERE id = ? AND " + _FAILED, (reason, now, now, lead_id))
+        status = LedgerStatus.RETRY
+    if changed != 1:  # the lead moved meanwhile (a manual retry): leave the ledger as it is
+        return False
+    await tx.run("UPDATE replies SET status = ?, sent_at = ? WHERE lead_id = ?", (status.value, now, lead_id))
+    return True

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from agent.core.settle import UncertainReply
 from agent.core.states import GatePrior, LedgerStatus
 from agent.stores import ledger
 from agent.stores.postgres.connection import PostgresBase
@@ -73,6 +74,18 @@ class PostgresReplies(PostgresBase):
             await self._renew_fenced(conn, lead_id)
             await conn.execute("UPDATE replies SET status = %s, sent_at = %s WHERE lead_id = %s",
                                (LedgerStatus(status).value, time.time(), lead_id))
+
+    async def uncertain_replies(self, *, since: float, lead_id: str | None = None,
+                                limit: int = 200) -> list[UncertainReply]:
+        q, args = ledger.uncertain_query(since, lead_id, limit)
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(q.replace("?", "%s"), args)).fetchall()  # type: ignore[arg-type]
+        return [UncertainReply(r["lead_id"], r["message_id"], float(r["created_at"]), r["reply_reason"])
+                for r in rows]
+
+    async def settle_reply(self, lead_id: str, *, sent: bool, reason: str, now: float) -> bool:
+        async with self.pool.connection() as conn, conn.transaction():
+            return await ledger.settle_reply(_Tx(conn), lead_id, sent=sent, reason=reason, now=now)
 
     async def replies_since(self, to_addr: str | None, since: datetime, exclude_lead: str = "") -> int:
         """Replies counted by the window and the cap since a time (for tools and tests)."""

@@ -8,6 +8,7 @@ from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
+from agent.core.settle import UncertainReply
 from agent.core.states import GatePrior, LedgerStatus
 from agent.stores import ledger
 from agent.stores.sqlite.connection import SqliteBase
@@ -70,6 +71,17 @@ class SqliteReplies(SqliteBase):
         await self._run(lambda: self.db.execute(
             "UPDATE replies SET status = ?, sent_at = ? WHERE lead_id = ?",
             (LedgerStatus(status).value, time.time(), lead_id)))
+
+    async def uncertain_replies(self, *, since: float, lead_id: str | None = None,
+                                limit: int = 200) -> list[UncertainReply]:
+        q, args = ledger.uncertain_query(since, lead_id, limit)
+        return await self._run(lambda: [UncertainReply(r[0], r[1], float(r[2]), r[3])
+                                        for r in self.db.execute(q, args).fetchall()])
+
+    async def settle_reply(self, lead_id: str, *, sent: bool, reason: str, now: float) -> bool:
+        def work(db: sqlite3.Connection) -> bool:
+            return _inline(ledger.settle_reply(_Tx(db), lead_id, sent=sent, reason=reason, now=now))
+        return await self._run(self._tx, work)
 
     async def replies_since(self, to_addr: str | None, since: datetime, exclude_lead: str = "") -> int:
         """Replies counted by the window and the cap since a time (for tools and tests)."""

@@ -1,0 +1,312 @@
+"""Settling "uncertain" replies from the mailbox (reply.settle), against a real Dovecot.
+
+The SMTP server here (aiosmtpd, implicit TLS + AUTH) behaves like a provider: a message it takes
+is filed at once, before its 250, in the account's mailbox over IMAP APPEND: into the \\Sent
+folder (``sent-folder``, as Gmail does) or, for the envelope recipient that is the account
+itself, into its INBOX (``self-copy``). Each message has a fate:
+
+- ``accept``: filed, 250;
+- ``silent``: taken and filed, but the answer never comes in time (the client gives up: the
+  reply is ``uncertain`` although it went out);
+- ``lose``: the connection drops after the final dot and nothing is taken (``uncertain``, and
+  the customer has no answer).
+
+Dovecot's \\Sent folder comes from ``special_use`` in the namespace config
+(tests/fixtures/mailservers.py); a test creates it when it wants it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import threading
+import uuid
+from email import policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from agent.core.settle import FOUND, RESENT, Outcome
+from agent.core.states import ReplyStatus, State
+from tests.drivers import SlowSink, slow_smtp
+from tests.fixtures.daemon import post_lead, wait_for
+from tests.fixtures.mailservers import free_port
+from tests.test_cli import clean_env, leadbox, no_traceback
+
+
+class FilingSink(SlowSink):
+    """Takes replies as a provider does, filing each accepted one in the account's mailbox."""
+
+    def __init__(self, dovecot: Any, account: str, mode: str) -> None:
+        super().__init__(0.0)
+        self.dovecot, self.account, self.mode = dovecot, account, mode
+        self.fates: list[str] = []  # one per message, in order; 'accept' when empty
+        self.delivered: list[dict[str, Any]] = []  # taken by the server (the customer's copy went)
+        self._guard = threading.Lock()
+
+    def to_customers(self) -> list[dict[str, Any]]:
+        with self._guard:
+            return list(self.delivered)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        fate = self.fates.pop(0) if self.fates else "accept"
+        if fate == "lose":  # the connection drops after the final dot: nothing is taken
+            if server.transport is not None:
+                server.transport.abort()
+            return "421 4.4.2 connection dropped"
+        data = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+        if self.mode == "sent-folder":
+            await asyncio.to_thread(self.dovecot.append, self.account, "Sent", data)
+        elif self.account in envelope.rcpt_tos:
+            await asyncio.to_thread(self.dovecot.append, self.account, "INBOX", data)
+        with self._guard:
+            self.delivered.append({"rcpt_tos": list(envelope.rcpt_tos), "data": data})
+        if fate == "silent":  # taken and filed; the answer comes after the client's timeout
+            await asyncio.sleep(3.0)
+        return "250 OK"
+
+
+@pytest.fixture
+def account(dovecot: Any) -> tuple[str, str]:
+    user, password = f"settle-{uuid.uuid4().hex[:8]}@leadbox.test", "pw-settle"
+    dovecot.add_user(user, password)
+    return user, password
+
+
+@pytest.fixture
+def provider(tls_cert: Any, dovecot: Any, account: tuple[str, str]) -> Any:
+    """Build the provider's SMTP server for a mode: ``provider(mode) -> (port, sink)``."""
+    made: list[Any] = []
+
+    def make(mode: str) -> tuple[int, FilingSink]:
+        port = free_port()
+        controller, sink = slow_smtp(tls_cert, {account[0]: account[1]}, 0.0, port,
+                                     FilingSink(dovecot, account[0], mode))
+        made.append(controller)
+        assert isinstance(sink, FilingSink)
+        return port, sink
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+def settle_env(tls_cert: Any, dovecot: Any, account: tuple[str, str], smtp_port: int, mode: str,
+               imap_port: int | None = None) -> dict[str, str]:
+    user, password = account
+    return {
+        "LEADBOX_REPLY__TRANSPORT": "smtp", "LEADBOX_REPLY__SMTP_HOST": "127.0.0.1",
+        "LEADBOX_REPLY__SMTP_PORT": str(smtp_port), "LEADBOX_REPLY__SMTP_SECURITY": "tls",
+        "LEADBOX_REPLY__CA_FILE": tls_cert.ca_file, "LEADBOX_REPLY__SMTP_TIMEOUT": "1",
+        "EMAIL_USER": user, "EMAIL_PASS": password,
+        "LEADBOX_REPLY__SETTLE": mode, "LEADBOX_REPLY__SETTLE_GRACE_SECONDS": "3600",
+        "LEADBOX_REPLY__SETTLE_INTERVAL": "3600",  # the tests run each check themselves
+        # Settling logs in to the [inbox] server with EMAIL_USER / EMAIL_PASS, even unpolled.
+        "LEADBOX_INBOX__HOST": "127.0.0.1", "LEADBOX_INBOX__PORT": str(imap_port or dovecot.port_tls),
+        "LEADBOX_INBOX__CA_FILE": dovecot.ca_file, "LEADBOX_INBOX__TIMEOUT": "5",
+        "LEADBOX_ADMIN_TOKEN": "admin-tok",
+    }
+
+
+async def uncertain(d: Any, lead_id: str) -> None:
+    async def done() -> bool:
+        lead = await d.store.get(lead_id)
+        return bool(lead and lead.state is State.FAILED and lead.reply_status is ReplyStatus.UNCERTAIN)
+    await wait_for(done, 20, what=f"lead {lead_id} failed / uncertain")
+
+
+async def replied(d: Any, lead_id: str) -> None:
+    async def done() -> bool:
+        lead = await d.store.get(lead_id)
+        return bool(lead and lead.state is State.REPLIED)
+    await wait_for(done, 20, what=f"lead {lead_id} replied")
+
+
+def folder_ids(dovecot: Any, user: str, folder: str) -> list[str]:
+    c = dovecot.client(user, tls=False)
+    try:
+        if not c.folder_exists(folder):
+            return []
+        c.select_folder(folder, readonly=True)
+        uids = c.search("ALL")
+        data = c.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]) if uids else {}
+        return [v[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].decode().split(":", 1)[1].strip() for v in data.values()]
+    finally:
+        c.logout()
+
+
+def make_sent_folder(dovecot: Any, user: str) -> None:
+    c = dovecot.client(user, tls=False)
+    try:
+        c.create_folder("Sent")
+        assert any(b"\\Sent" in flags for flags, _d, name in c.list_folders() if name == "Sent")
+    finally:
+        c.logout()
+
+
+@pytest.mark.parametrize("mode", ["sent-folder", "auto"])
+async def test_an_accepted_reply_settles_as_replied_without_a_second_message(
+    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], mode: str,
+) -> None:
+    port, sink = provider("sent-folder" if mode == "sent-folder" else "self-copy")
+    if mode == "sent-folder":
+        make_sent_folder(dovecot, account[0])
+    sink.fates = ["silent"]
+    d, c = await make_daemon(settle_env(tls_cert, dovecot, account, port, mode))
+    _, lead_id = await post_lead(c, "ana@cliente.example", "Hola, quiero un presupuesto para una web.")
+    await uncertain(d, lead_id)
+    assert len(sink.to_customers()) == 1  # it did go out: the answer was lost
+    sessions = d.sent_lookup.sessions
+
+    done = await d.settle_replies()
+
+    assert [(x.lead_id, x.outcome) for x in done] == [(lead_id, Outcome.REPLIED)]
+    assert d.sent_lookup.sessions == sessions + 1
+    r = await c.get(f"/leads/{lead_id}", headers={"Authorization": "Bearer admin-tok"})
+    body = await r.json()
+    assert body["state"] == "replied" and body["reply"]["status"] == "sent"
+    assert body["reply"]["reason"].startswith(FOUND) and body["reply"]["message_id"] in body["reply"]["reason"]
+    await asyncio.sleep(1.0)  # a wrong second send would show now (the worker sweeps every 0.2 s)
+    assert len(sink.to_customers()) == 1
+    assert await d.settle_replies() == []  # nothing uncertain is left
+    [m] = sink.to_customers()
+    headers = m["data"].split(b"\r\n\r\n", 1)[0].decode()
+    if mode == "auto":  # Dovecot offers no X-GM-EXT-1: auto is self-copy
+        assert d.sent_lookup.resolved == "self-copy"
+        assert m["rcpt_tos"] == ["ana@cliente.example", account[0]]
+        assert account[0] not in headers  # an envelope recipient only, never a header
+        assert folder_ids(dovecot, account[0], "INBOX") == [body["reply"]["message_id"]]
+    else:
+        assert m["rcpt_tos"] == ["ana@cliente.example"]
+
+
+@pytest.mark.parametrize("mode", ["sent-folder", "self-copy"])
+async def test_a_lost_reply_is_sent_exactly_once_more_after_the_grace_period(
+    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], mode: str,
+) -> None:
+    port, sink = provider(mode)
+    if mode == "sent-folder":
+        make_sent_folder(dovecot, account[0])
+    sink.fates = ["lose", "lose", "lose"]
+    d, c = await make_daemon(settle_env(tls_cert, dovecot, account, port, mode))
+    ids = [(await post_lead(c, f"l{i}@cliente.example", f"Necesito soporte con mi pedido {i}."))[1]
+           for i in range(3)]
+    for lead_id in ids:
+        await uncertain(d, lead_id)
+    assert sink.to_customers() == []
+    sessions = d.sent_lookup.sessions
+
+    # Inside the grace period an absence proves nothing: nothing changes, nothing is sent.
+    done = await d.settle_replies()
+    assert sorted(x.lead_id for x in done) == sorted(ids) and {x.outcome for x in done} == {Outcome.WAITING}
+    assert d.sent_lookup.sessions == sessions + 1  # one IMAP session for the three leads
+
+    d.config.settings.reply.settle_grace_seconds = 0  # the grace period is over
+    done = await d.settle_replies()
+    assert {x.outcome for x in done} == {Outcome.RESENT}
+    for lead_id in ids:
+        await replied(d, lead_id)
+        lead = await d.store.get(lead_id)
+        assert lead is not None and lead.reply_reason == RESENT and lead.reply_status is ReplyStatus.SENT
+    assert await d.settle_replies() == []
+    await asyncio.sleep(1.0)  # a third send would show now
+    got = sorted(m["rcpt_tos"][0] for m in sink.to_customers())
+    assert got == sorted(f"l{i}@cliente.example" for i in range(3))  # each exactly once
+
+
+async def test_a_resent_reply_lost_again_is_left_for_a_human(
+    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str],
+) -> None:
+    port, sink = provider("self-copy")
+    sink.fates = ["lose", "lose"]
+    d, c = await make_daemon(settle_env(tls_cert, dovecot, account, port, "self-copy"))
+    d.config.settings.reply.settle_grace_seconds = 0
+    _, lead_id = await post_lead(c, "bea@cliente.example", "Hola, ¿tienen precios para tiendas online?")
+    await uncertain(d, lead_id)
+    assert [x.outcome for x in await d.settle_replies()] == [Outcome.RESENT]
+    await wait_for(lambda: _is_uncertain_again(d, lead_id), 20, what="the second attempt lost too")
+    assert [x.outcome for x in await d.settle_replies()] == [Outcome.KEPT]
+    await asyncio.sleep(1.0)
+    assert sink.to_customers() == []  # tried twice, never a third time; a human decides
+    lead = await d.store.get(lead_id)
+    assert lead is not None and lead.state is State.FAILED and lead.reply_status is ReplyStatus.UNCERTAIN
+
+
+async def _is_uncertain_again(d: Any, lead_id: str) -> bool:
+    lead = await d.store.get(lead_id)
+    return bool(lead and lead.state is State.FAILED and lead.reply_reason == RESENT)
+
+
+@pytest.mark.parametrize("problem", ["imap-down", "no-sent-folder", "sent-folder-gone"])
+async def test_an_unreadable_mailbox_leaves_the_reply_uncertain_and_sends_nothing(
+    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], problem: str,
+) -> None:
+    mode = "self-copy" if problem == "imap-down" else "sent-folder"
+    port, sink = provider(mode)
+    sink.fates = ["lose"]
+    env = settle_env(tls_cert, dovecot, account, port, mode,
+                     imap_port=free_port() if problem == "imap-down" else None)
+    if problem == "sent-folder-gone":
+        env["LEADBOX_REPLY__SENT_FOLDER"] = "Enviados"
+    d, c = await make_daemon(env)
+    d.config.settings.reply.settle_grace_seconds = 0
+    _, lead_id = await post_lead(c, "eva@cliente.example", "Quiero información sobre sus servicios.")
+    await uncertain(d, lead_id)
+
+    [x] = await d.settle_replies()
+
+    assert x.outcome is Outcome.UNKNOWN and "imap" in x.detail
+    await asyncio.sleep(1.0)
+    assert sink.to_customers() == []
+    lead = await d.store.get(lead_id)
+    assert lead is not None and lead.state is State.FAILED and lead.reply_status is ReplyStatus.UNCERTAIN
+
+
+async def test_self_copies_are_never_leads_and_go_to_their_folder(
+    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str],
+) -> None:
+    port, sink = provider("self-copy")
+    env = {**settle_env(tls_cert, dovecot, account, port, "self-copy"),
+           "LEADBOX_INBOX__ENABLED": "true", "LEADBOX_INBOX__START": "all", "LEADBOX_INBOX__POLL_INTERVAL": "0.3"}
+    d, c = await make_daemon(env)
+    _, lead_id = await post_lead(c, "flor@cliente.example", "Hola, necesito una cotización para una app.")
+    await replied(d, lead_id)
+    mid = (await d.store.get(lead_id)).reply_message_id  # type: ignore[union-attr]
+
+    async def copy_moved() -> bool:
+        return await asyncio.to_thread(folder_ids, dovecot, account[0], "Leads/Sent") == [mid]
+    await wait_for(copy_moved, 20, what="the self-copy moved to Leads/Sent")
+
+    assert folder_ids(dovecot, account[0], "INBOX") == []
+    assert await d.store.counts() == {"replied": 1}  # our copy is no lead
+    assert len(sink.to_customers()) == 1
+    # The moved copy still settles: a lookup finds it in the self-copy folder.
+    search = await d.sent_lookup.find_sent([mid])
+    assert search.found == {mid: "Leads/Sent"}
+
+
+async def test_leads_settle_on_the_command_line(
+    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], tmp_path: Path,
+) -> None:
+    port, sink = provider("self-copy")
+    sink.fates = ["silent"]
+    env = settle_env(tls_cert, dovecot, account, port, "self-copy")
+    d, c = await make_daemon(env)
+    _, lead_id = await post_lead(c, "gil@cliente.example", "Buenas, quiero saber el precio del plan anual.")
+    await uncertain(d, lead_id)
+    await d.stop()
+
+    res = await asyncio.to_thread(leadbox, tmp_path, "leads", "settle", lead_id, env=clean_env(tmp_path, **env))
+    no_traceback(res)
+    assert res.returncode == 0, res.stderr
+    assert f"lead {lead_id}: replied" in res.stdout
+    again = await asyncio.to_thread(leadbox, tmp_path, "leads", "settle", lead_id, env=clean_env(tmp_path, **env))
+    assert again.returncode == 1 and "no uncertain reply" in again.stderr
+    missing = await asyncio.to_thread(leadbox, tmp_path, "leads", "settle", "nope", env=clean_env(tmp_path, **env))
+    assert missing.returncode == 1 and "no lead with id" in missing.stderr
+    usage = await asyncio.to_thread(leadbox, tmp_path, "leads", "settle", env=clean_env(tmp_path, **env))
+    assert usage.returncode == 2 and "needs a lead id" in usage.stderr
+    msg = email.message_from_bytes(sink.to_customers()[0]["data"], policy=policy.default)
+    assert msg["To"] and account[0] not in str(msg["To"])
