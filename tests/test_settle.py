@@ -168,6 +168,9 @@ async def test_an_accepted_reply_settles_as_replied_without_a_second_message(
     body = await r.json()
     assert body["state"] == "replied" and body["reply"]["status"] == "sent"
     assert body["reply"]["reason"].startswith(FOUND) and body["reply"]["message_id"] in body["reply"]["reason"]
+    [event] = await d.store.lead_events(lead_id)  # the lead's timeline keeps the evidence
+    assert (event.kind, event.actor, event.detail["outcome"]) == ("reply_settled", "settle", "replied")
+    assert event.detail["evidence"] == body["reply"]["reason"]
     await asyncio.sleep(1.0)  # a wrong second send would show now (the worker sweeps every 0.2 s)
     assert len(sink.to_customers()) == 1
     assert await d.settle_replies() == []  # nothing uncertain is left
@@ -210,6 +213,8 @@ async def test_a_lost_reply_is_sent_exactly_once_more_after_the_grace_period(
         await replied(d, lead_id)
         lead = await d.store.get(lead_id)
         assert lead is not None and lead.reply_reason == RESENT and lead.reply_status is ReplyStatus.SENT
+        assert [(e.kind, e.detail["outcome"]) for e in await d.store.lead_events(lead_id)] == [
+            ("reply_settled", "sent-again")]
     assert await d.settle_replies() == []
     await asyncio.sleep(1.0)  # a third send would show now
     got = sorted(m["rcpt_tos"][0] for m in sink.to_customers())

@@ -171,7 +171,7 @@ async def timeline(d: WebhookHost, lead: Lead, t: Mapping[str, str]) -> list[dic
         items.append((i.received_at.timestamp(), t["interactions"], (i.subject or i.message)[:200]))
     for e in await d.store.lead_events(lead.id):
         words = {"corrected": t["corrected"], "retried": t["retried"], "reply_requested": t["reply_requested"],
-                 "handled": t["marked_handled"], "assigned": t["assigned_to"]}
+                 "handled": t["marked_handled"], "assigned": t["assigned_to"], "reply_settled": t["reply_settled"]}
         detail = ", ".join(f"{k}: {v}" for k, v in e.detail.items() if not isinstance(v, dict))
         items.append((e.at, f"{words.get(e.kind, e.kind)} {e.actor}", detail))
     end = lead.updated_at.timestamp()

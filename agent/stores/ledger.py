@@ -16,6 +16,7 @@ gate decides, in that one transaction:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -114,6 +115,9 @@ UNCERTAIN_SQL = (
 _FAILED = f"state = '{State.FAILED.value}' AND reply_status = '{ReplyStatus.UNCERTAIN.value}'"
 
 
+SETTLED_EVENT = "reply_settled"  # lead_events.kind of a settled reply
+
+
 def uncertain_query(since: float, lead_id: str | None, limit: int) -> tuple[str, tuple[Any, ...]]:
     if lead_id is not None:
         return UNCERTAIN_SQL + " AND r.lead_id = ? ORDER BY r.created_at LIMIT ?", (since, lead_id, limit)
@@ -142,4 +146,8 @@ async def settle_reply(tx: LedgerTx, lead_id: str, *, sent: bool, reason: str, n
     if changed != 1:  # the lead moved meanwhile (a manual retry): leave the ledger as it is
         return False
     await tx.run("UPDATE replies SET status = ?, sent_at = ? WHERE lead_id = ?", (status.value, now, lead_id))
+    # The lead's timeline (the console's lead page) keeps the evidence.
+    detail = {"outcome": "replied" if sent else "sent-again", "evidence": reason}
+    await tx.run("INSERT INTO lead_events (lead_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
+                 (lead_id, now, SETTLED_EVENT, "settle", json.dumps(detail, ensure_ascii=False)))
     return True
