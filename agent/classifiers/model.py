@@ -2,8 +2,10 @@
 
 A multinomial logistic regression (trained by ``training``) over sparse binary features of one
 message: its words (unigrams, bigrams, stems), the rule entries that fired, the structural flags,
-plus the four rule scores as numbers. The tables stay the backbone; the model learns how far to
-trust each of them and the vocabulary they miss.
+character 3-5-grams of its words (one block, scaled so their number does not drown the rest), plus
+the four rule scores as numbers. The tables stay the backbone; the model learns how far to trust
+each of them and the vocabulary they miss. Inference is plain dict look-ups (no numpy): the file
+is JSON, format 2 (format 1, without n-grams, still loads).
 
 Loading is explicit: a model file that is missing or unreadable raises :class:`ModelError` with the
 path and the reason. Nothing falls back silently to a weaker classifier.
