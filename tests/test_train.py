@@ -106,6 +106,7 @@ def test_train_text_report_says_before_and_after(tmp_path: Path, capsys: pytest.
         (None, "cannot read"),
         ("{not json\n", "0 usable labelled lines"),
         ('{"message": "hola", "category": "sales"}\n' * 6, "every category needs at least 2"),
+        ("\udcff", "not UTF-8 text"),
     ],
 )
 def test_train_input_problems_are_one_clear_line(
@@ -113,7 +114,7 @@ def test_train_input_problems_are_one_clear_line(
 ) -> None:
     path = tmp_path / "in.jsonl"
     if content is not None:
-        path.write_text(content, encoding="utf-8")
+        path.write_bytes(content.encode("utf-8", "surrogateescape"))  # "\udcff": a lone 0xff byte
     code, report, err = train(capsys, str(path), "--out", str(tmp_path / "m.json"))
     assert code == 2 and not report and not (tmp_path / "m.json").exists()
     assert message in err and "Traceback" not in err

@@ -51,9 +51,13 @@ def load_jsonl(path: str) -> LoadResult:
     Raises OSError only when the file itself cannot be opened.
     """
     result = LoadResult()
-    with open(path, encoding="utf-8") as fh:
-        for number, raw in enumerate(fh, start=1):
-            line = raw.strip()
+    with open(path, "rb") as fh:
+        for number, raw_bytes in enumerate(fh, start=1):
+            try:
+                line = raw_bytes.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                result.errors.append((number, "not UTF-8 text"))
+                continue
             if not line:
                 continue
             try:
