@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.console.session import COOKIE, Signer
 from tests.fixtures.daemon import ROOT, base_env, settle
 
@@ -227,6 +229,7 @@ def cli(tmp: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[s
                           input=stdin, env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 async def test_users_cli_and_sign_in_as_a_user(make_daemon: Any, tmp_path: Path) -> None:
     r = cli(tmp_path, "users", "add", "maria", "--password-stdin", stdin="short\n")
     assert r.returncode == 2 and "at least 10 characters" in r.stderr
@@ -244,6 +247,7 @@ async def test_users_cli_and_sign_in_as_a_user(make_daemon: Any, tmp_path: Path)
     assert cli(tmp_path, "users", "remove", "maria").returncode == 1
 
 
+@pytest.mark.slow
 async def test_corrections_export_is_eval_data(make_daemon: Any, tmp_path: Path) -> None:
     d, c = await make_daemon(ENV)
     lead_id = await post(c, {"name": "Fede", "email": "fede@example.com", "message": "¿Tenéis descuento por volumen?"})

@@ -107,6 +107,7 @@ def shot(page: Any, name: str) -> None:
         page.screenshot(path=str(ROOT / "docs" / "img" / f"{name}.png"), full_page=True)
 
 
+@pytest.mark.slow
 def test_nothing_before_sign_in_then_token_sign_in_and_sign_out(daemon: DaemonProcess, page: Any) -> None:
     page.goto(f"{daemon.url}/console/leads")
     assert page.locator("input[name=password]").count() == 1
@@ -194,6 +195,7 @@ def test_a_correction_without_its_csrf_token_is_refused(daemon: DaemonProcess, p
     assert (after["category"], after.get("correction")) == (before["category"], before.get("correction"))
 
 
+@pytest.mark.slow
 def test_sign_in_as_a_named_user_at_phone_width(daemon: DaemonProcess, browser: Any) -> None:
     env = {**daemon.env, "LEADBOX_DOTENV": "0"}
     r = subprocess.run([sys.executable, "-m", "agent.cli", "users", "add", "lucia", "--password-stdin",

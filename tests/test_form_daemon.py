@@ -12,6 +12,8 @@ import asyncio
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
+
 from agent.core.replies import Templates
 from tests.fixtures.daemon import ROOT, DaemonFactory
 from tests.fixtures.mailservers import DovecotServer
@@ -34,6 +36,7 @@ def notification(n: int, visitor: str, text: str, *, sender: str = f"wordpress@{
     return m.as_bytes()
 
 
+@pytest.mark.slow
 async def test_form_notifications_become_leads_of_the_visitors_and_get_new_replies(
         dovecot: DovecotServer, tmp_path: Path, make_daemon: DaemonFactory, store_url: str) -> None:
     """Once on SQLite, once on PostgreSQL (the form metadata is JSON in both)."""

@@ -249,6 +249,7 @@ def test_config_form_senders_are_checked(tmp_path: Path) -> None:
             load_config(str(ROOT / "config" / "agent.toml"), env={"LEADBOX_INBOX__FORM_SENDERS": bad})
 
 
+@pytest.mark.slow
 def test_cli_parse_email_reads_every_notification(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`leadbox parse-email` (argparse, config, inbox.form_senders) on every mail; one run as a process."""
     toml = (ROOT / "config" / "agent.toml").read_text(encoding="utf-8")

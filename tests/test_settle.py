@@ -146,6 +146,7 @@ def make_sent_folder(dovecot: Any, user: str) -> None:
         c.logout()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["sent-folder", "auto"])
 async def test_an_accepted_reply_settles_as_replied_without_a_second_message(
     make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], mode: str,
@@ -292,6 +293,7 @@ async def test_self_copies_are_never_leads_and_go_to_their_folder(
     assert search.found == {mid: "Leads/Sent"}
 
 
+@pytest.mark.slow
 async def test_leads_settle_on_the_command_line(
     make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], tmp_path: Path,
 ) -> None:

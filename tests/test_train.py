@@ -51,6 +51,7 @@ def test_the_package_ships_its_training_data() -> None:
     assert {r.category for r in rows} == {c.value for c in Category}
 
 
+@pytest.mark.slow
 def test_train_writes_a_better_model_atomically(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = write_jsonl(tmp_path / "mine.jsonl", rows_per_category(12))
     out = tmp_path / "models" / "model.json"
