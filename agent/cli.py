@@ -198,6 +198,24 @@ def cmd_corrections(args: argparse.Namespace) -> int:
     return export_corrections(_config(args), args.file)
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from agent.app import privacy_commands
+
+    return privacy_commands.forget(_config(args), args.email, args.yes)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from agent.app import privacy_commands
+
+    return privacy_commands.export(_config(args), args.email)
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    from agent.app import privacy_commands
+
+    return privacy_commands.retention(_config(args), args.dry_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="leadbox", description="Every inbound contact becomes a triaged, answered lead.")
     p.add_argument("--config", help="config file (default config/agent.toml or $LEADBOX_CONFIG)")
@@ -277,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
              "JSON Lines (the format of 'leadbox eval' and 'leadbox train')")
     sp.add_argument("action", choices=["export"], help="export")
     sp.add_argument("file", help="the .jsonl file to write")
+    sp = add("forget", cmd_forget, "erase a person everywhere leadbox wrote (store, outbox files, sheet)")
+    sp.add_argument("email", help="the person's address (matched as dedupe matches it)")
+    sp.add_argument("--yes", action="store_true", help="do not ask for confirmation (never asked without a terminal)")
+    sp = add("export", cmd_export, "print everything leadbox holds about a person, as one JSON document")
+    sp.add_argument("email", help="the person's address")
+    sp = add("retention", cmd_retention, "apply store.retention_days now (the daemon does it daily)")
+    sp.add_argument("--dry-run", action="store_true", help="only say how many people and leads it would touch")
     sp = add("backfill", cmd_backfill, "process older inbox mail")
     sp.add_argument("--since", required=True, help="date, YYYY-MM-DD")
     return p

@@ -91,6 +91,13 @@ class StoreConfig(_Section):
         "sqlite:///data/leadbox.db",
         description="sqlite:///path or postgresql://...; DATABASE_URL wins when set.")
     pool_size: int = Field(5, ge=1, le=100, description="PostgreSQL connections per process.")
+    retention_days: int = Field(0, ge=0, le=36500, description=(
+        "Keep leads this many days, then apply retention_action (a daily job; `leadbox retention "
+        "--dry-run` shows what it would do). 0 keeps them forever."))
+    retention_action: Literal["delete", "anonymize"] = Field("delete", description=(
+        "delete: erase the person as `leadbox forget` does; anonymize: keep category, priority, dates "
+        "and language for statistics, remove name, email, phone, company, message, summary, metadata "
+        "and outbox files."))
 
 
 class WorkerConfig(_Section):

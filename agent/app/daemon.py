@@ -13,7 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.app.listen import bind_listeners
 from agent.app.metrics import Metrics
+from agent.app.privacy import Privacy
 from agent.app.wiring import (
     make_classifier,
     make_local_classifier,
@@ -46,6 +47,7 @@ from agent.intake.access import RateLimiter, SignatureChecker
 from agent.intake.batching import IntakeBatcher
 from agent.intake.forms import FieldMap
 from agent.intake.http_errors import ERROR_PAGE, JsonErrorSite
+from agent.intake.privacy_api import add_privacy_routes
 from agent.intake.webhook import DAEMON, add_routes
 
 log = logging.getLogger("leadbox.daemon")
@@ -110,6 +112,9 @@ class Daemon:
             metrics=self.metrics,
         )
         self.worker = Worker(self.svc, s.worker, contended=self.intake.contended)
+        if mirror is not None:
+            mirror.exists = self.store.existing_ids  # an erased person's queued row is never written
+        self.privacy = Privacy(self.config, self.store, mirror)
         reply_health = self.svc.transport.health()
         if reply_health.state is HealthState.DOWN:  # e.g. an outbox on a root-owned volume: say so now
             log.error("reply transport cannot send replies; /readyz answers 503 until it can",
@@ -157,6 +162,11 @@ class Daemon:
             # replies can go out before the first one is due, and recovers with the server.
             self.scheduler.add_job(self.check_transport, "interval", seconds=s.reply.smtp_check_interval,
                                    id="transport-check", next_run_time=now)
+        if s.store.retention_days > 0:
+            self.scheduler.add_job(self.retention, "interval", hours=24, id="retention",
+                                   next_run_time=now + timedelta(minutes=5))
+        if self.svc.mirror is not None:
+            self.scheduler.add_job(self.erasures_job, "interval", minutes=5, id="pending-erasures")
         if s.console.enabled:
             self.scheduler.add_job(self.index_search, "interval", seconds=2.0, id="search-index")
         if self.sent_lookup is not None:
@@ -298,6 +308,28 @@ class Daemon:
         if not self.intake.contended():
             await self.store.index_search()
 
+    async def forget_person(self, email: str) -> dict[str, Any]:
+        return await self.privacy.forget(email)
+
+    async def export_person(self, email: str) -> dict[str, Any]:
+        return await self.privacy.export(email)
+
+    async def retention(self) -> None:
+        """The daily job: one replica applies store.retention_days (the leadership lock)."""
+        if not await self.store.try_acquire_leadership("retention"):
+            return
+        try:
+            report = await self.privacy.retention(dry_run=False)
+            log.info("retention applied", extra={"event": "retention", "reason": f"{report.get('leads', 0)} lead(s)"})
+        except LeadboxError as e:
+            log.warning("retention: not applied this time", extra={"reason": str(e)[:200]})
+        finally:
+            await self.store.release_leadership("retention")
+
+    async def erasures_job(self) -> None:
+        with contextlib.suppress(LeadboxError):
+            await self.privacy.retry_pending()
+
     async def on_corrected(self, lead_id: str) -> None:
         """A person corrected the lead in the console: rewrite its sheet row (best effort).
 
@@ -319,6 +351,7 @@ class Daemon:
         console = self.config.settings.console
         if console.enabled:  # before the API's routes: those end with the catch-all
             setup_console(app, self.config.secrets.secret_key, console.session_hours)
+        add_privacy_routes(app)  # before add_routes: /leads/export must win over /leads/{id}
         add_routes(app)
         if console.enabled:
             api_page = app[ERROR_PAGE]

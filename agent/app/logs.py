@@ -304,6 +304,13 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
+# Protocol libraries log whole messages and request bodies at DEBUG (imaplib prints every fetched
+# mail, aiosmtpd every DATA, httpx and urllib3 every URL): lead data that must never reach a log.
+# They stay at WARNING whatever ``logging.level`` says; leadbox's own DEBUG lines carry ids only.
+QUIET_LIBRARIES = ("imapclient", "imaplib", "mail.log", "aiosmtplib", "httpx", "httpcore", "urllib3",
+                   "openai", "google", "gspread", "aiohttp.access", "aiohttp.server", "psycopg", "apscheduler")
+
+
 def configure_logging(
     level: str | int = "INFO",
     json_format: bool | None = None,
@@ -332,6 +339,8 @@ def configure_logging(
     handler.addFilter(RedactingFilter(secrets))
     root.addHandler(handler)
     root.setLevel(number)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(number, logging.WARNING))
     return handler
 
 

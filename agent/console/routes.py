@@ -42,7 +42,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-ACTIONS = ("retry", "correct", "send-reply", "handled", "assign")
+ACTIONS = ("retry", "correct", "send-reply", "handled", "assign", "forget")
 
 
 def secret_key(configured: str) -> bytes:
@@ -256,7 +256,7 @@ async def lead_action(request: web.Request) -> web.Response:
     if not done:
         raise web.HTTPConflict(text="this action does not apply to the lead in its current state")
     log.info("console: action", extra={"lead_id": lead_id, "event": action, "user": s.user})
-    raise web.HTTPSeeOther(f"{PREFIX}/leads/{lead_id}")
+    raise web.HTTPSeeOther(f"{PREFIX}/leads" if action == "forget" else f"{PREFIX}/leads/{lead_id}")
 
 
 async def stylesheet(request: web.Request) -> web.FileResponse:

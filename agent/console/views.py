@@ -257,6 +257,11 @@ async def act(d: WebhookHost, lead_id: str, action: str, form: Mapping[str, str]
         return ok
     if action == "handled":
         return await d.store.mark_handled(lead_id, user)
+    if action == "forget":
+        if form.get("confirm") != lead.email:
+            return False  # the address typed again: an erasure cannot be undone
+        await d.forget_person(lead.email)
+        return True
     if action == "assign":
         target = form.get("user", "").strip() or None
         if target is not None and target != "admin" and target not in await d.store.user_names():

@@ -87,6 +87,20 @@ class Mirror(Protocol):
         """Rewrite the lead's row, found by its id column; False when the sheet has no row for it."""
         ...
 
+    async def erase_rows(self, lead_ids: builtins.list[str], email_norm: str) -> int:
+        """Delete (or blank) the rows of these leads, by the id column, else by the email column.
+
+        Returns how many rows went. Raises PermanentError when the sheet has neither column.
+        """
+        ...
+
+    def forget(self, lead_ids: builtins.list[str]) -> None:
+        """Drop rows of these leads that are queued in memory and not written yet."""
+        ...
+
+    # Set by the daemon: which of these lead ids still exist (no row is written for an erased lead).
+    exists: Callable[[builtins.list[str]], Awaitable[set[str]]] | None
+
     async def close(self) -> None: ...
 
 
@@ -317,7 +331,46 @@ class ConsoleData(Protocol):
     async def user_delete(self, name: str) -> bool: ...
 
 
-class Store(LeadQueue, ReplyLedger, SettleLedger, InboxLedger, LeadReads, Leadership, ConsoleData, Protocol):
+class PersonalData(Protocol):
+    """A person's data: found by their address's dedupe key, exported, erased or anonymized."""
+
+    async def person_leads(self, email_norm: str, email: str) -> builtins.list[Lead]:
+        """Every lead of the person (their address's lead and honeypot posts made with it)."""
+        ...
+
+    async def person_records(self, lead_ids: builtins.list[str]) -> dict[str, Any]:
+        """Reply ledger rows and people's actions of these leads."""
+        ...
+
+    async def leases_held(self, lead_ids: builtins.list[str]) -> bool:
+        """True while a worker is processing any of these leads."""
+        ...
+
+    async def existing_ids(self, lead_ids: builtins.list[str]) -> set[str]: ...
+
+    async def erase_person(self, email_norm: str, email: str) -> dict[str, int]:
+        """Delete the person's leads and what carries their address or text; counts per place."""
+        ...
+
+    async def truncate_wal(self) -> None: ...
+
+    async def erased_keys(self, keys: builtins.list[str]) -> set[str]: ...
+
+    async def people_before(self, cutoff: float, limit: int = 500) -> builtins.list[tuple[str, str]]:
+        """(email_norm, email) of people with a lead that arrived before ``cutoff``."""
+        ...
+
+    async def anonymize_person(self, email_norm: str, email: str) -> builtins.list[str]: ...
+
+    async def add_pending_erasure(self, email_norm: str, lead_ids: builtins.list[str]) -> None: ...
+
+    async def pending_erasures(self) -> builtins.list[tuple[int, str, builtins.list[str], float]]: ...
+
+    async def done_erasure(self, erasure_id: int) -> None: ...
+
+
+class Store(LeadQueue, ReplyLedger, SettleLedger, InboxLedger, LeadReads, Leadership, ConsoleData, PersonalData,
+            Protocol):
     """Durable leads and their queue, the reply and inbox ledgers, reads, leadership and the console's data."""
 
     async def open(self) -> None: ...

@@ -63,6 +63,14 @@ class WebhookHost(Protocol):
 
     async def refresh_gauges(self) -> None: ...
 
+    async def forget_person(self, email: str) -> dict[str, Any]:
+        """Erase the person with this address everywhere (personal-data request); what went, per place."""
+        ...
+
+    async def export_person(self, email: str) -> dict[str, Any]:
+        """Everything held about the person with this address, as one JSON document."""
+        ...
+
     async def on_corrected(self, lead_id: str) -> None:
         """A person corrected the lead's category or priority (the console): update copies of it."""
         ...

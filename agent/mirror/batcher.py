@@ -78,6 +78,20 @@ class RowBatcher:
             self._wake.set()
         return item.future
 
+    def drop(self, lead_ids: set[str]) -> int:
+        """Forget queued rows of these leads (an erased person); their futures settle as done."""
+        kept: list[Pending] = []
+        dropped = 0
+        for item in self._queue:
+            if item.lead_id in lead_ids:
+                self._by_id.pop(item.lead_id, None)
+                resolve(item)
+                dropped += 1
+            else:
+                kept.append(item)
+        self._queue = kept
+        return dropped
+
     def take_queued(self) -> list[Pending]:
         """Remove every row not yet being written (the mirror fails them fast during an outage)."""
         rest, self._queue = self._queue, []

@@ -35,7 +35,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -45,7 +45,7 @@ from gspread.utils import ValueInputOption
 
 from agent.core.models import Health, Lead
 from agent.core.states import HealthState
-from agent.errors import ConfigError, LeadboxError, TransientError
+from agent.errors import ConfigError, LeadboxError, PermanentError, TransientError
 from agent.mirror.batcher import Pending, RowBatcher, reject, resolve
 from agent.mirror.credentials import make_credentials, validate_info
 from agent.mirror.endpoint import GOOGLE_SHEETS_ROOT, http_client_for
@@ -115,6 +115,8 @@ class SheetMirror:
         self._open_lock: asyncio.Lock | None = None
         self._prepared = False  # header ensured and id cache read
 
+        # Set by the daemon: which of these lead ids still exist (a row is never written for an erased one).
+        self.exists: Callable[[list[str]], Awaitable[set[str]]] | None = None
         self._batcher = RowBatcher(self._write_batch, batch_size=batch_size, flush_seconds=flush_seconds,
                                    quiet_seconds=quiet_seconds)
         self._cooldown_until = 0.0
@@ -212,6 +214,29 @@ class SheetMirror:
         row = ids.index(lead.id) + (2 if self._header else 1)
         self._ws.update([self._format.row(lead)], f"A{row}", value_input_option=ValueInputOption.raw)
         return True
+
+    def _erase_sync(self, lead_ids: set[str], email_norm: str) -> int:
+        """Delete the rows of these leads (bottom first, so indexes stay right); blank them when
+        the sheet refuses row deletion. Found by the id column, else by the email column."""
+        assert self._ws is not None
+        if self._column_position("id") is not None and "id" in [h.strip().lower() for h in self._header]:
+            values, wanted = [v.strip() for v in self._read_column_sync("id")], lead_ids
+        elif "email" in [h.strip().lower() for h in self._header]:
+            values, wanted = [v.strip().lower() for v in self._read_column_sync("email")], {email_norm}
+        else:
+            raise PermanentError("sheets: the sheet has neither an id nor an email column: "
+                                 "the person's row cannot be found; remove it by hand")
+        first = 2 if self._header else 1
+        rows = [i + first for i, v in enumerate(values) if v in wanted]
+        for row in sorted(rows, reverse=True):
+            try:
+                self._ws.delete_rows(row)
+            except gspread.exceptions.APIError as exc:
+                if exc.response.status_code not in (400, 403):
+                    raise
+                self._ws.update([[""] * max(len(self._header), 1)], f"A{row}", value_input_option=ValueInputOption.raw)
+        self._ids -= lead_ids
+        return len(rows)
 
     def _append_sync(self, rows: list[list[str]]) -> None:
         assert self._ws is not None
@@ -313,6 +338,14 @@ class SheetMirror:
                     if item.lead_id in self._ids:
                         resolve(item)
                 batch = [p for p in batch if p.lead_id not in self._ids]
+                if batch and self.exists is not None:
+                    # A person erased meanwhile (perhaps by `leadbox forget` in another process):
+                    # their row is not written back.
+                    alive = await self.exists([p.lead_id for p in batch])
+                    for item in batch:
+                        if item.lead_id not in alive:
+                            resolve(item)
+                    batch = [p for p in batch if p.lead_id in alive]
                 if not batch:
                     return
                 await self._call(self._append_sync, [p.row for p in batch])
@@ -364,6 +397,23 @@ class SheetMirror:
             failure = self._failure(exc)
             self._note_failure(failure)
             raise failure.error() from exc
+
+    async def erase_rows(self, lead_ids: list[str], email_norm: str) -> int:
+        """Delete the person's rows (personal-data erasure); raises like a flush when Google is not there."""
+        self.forget(lead_ids)
+        await self._ensure_open(prepare=False)
+        try:
+            return await self._call(self._erase_sync, set(lead_ids), email_norm.lower())
+        except LeadboxError:
+            raise
+        except Exception as exc:
+            failure = self._failure(exc)
+            self._note_failure(failure)
+            raise failure.error() from exc
+
+    def forget(self, lead_ids: list[str]) -> None:
+        """Rows of these leads still waiting in memory are never written."""
+        self._batcher.drop(set(lead_ids))
 
     async def known_emails(self) -> set[str]:
         """Normalized (trimmed, lower-cased) addresses in the sheet's email column, read once."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import hashlib
 import json
 import os
 import time
@@ -172,6 +173,15 @@ class SingleEmailIntake:
     ) -> IntakeResult | None:
         entry = EmailIntake(item, mailbox, uidvalidity, uid, dedupe_key, skip_reason=skip_reason, raw=raw)
         return (await self.intake_emails([entry]))[0]
+
+
+# The leads of one person: their address's dedupe key, and honeypot posts made with it.
+PERSON = "(email_norm = ? OR (email_norm LIKE 'honeypot:%' AND lower(email) = ?))"
+
+
+def erased_key(dedupe_key: str) -> str:
+    """What an erased inbox record keeps of its key: enough to recognise the mail, nothing to read."""
+    return "erased:" + hashlib.sha256(dedupe_key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 EPOCH = date(1970, 1, 1)

@@ -8,7 +8,7 @@ from typing import Any
 
 from agent.core.models import EmailIntake, IntakeResult, checkpoint_steps, recorded_outcome
 from agent.core.states import InboxOutcome
-from agent.stores.common import SingleEmailIntake
+from agent.stores.common import SingleEmailIntake, erased_key
 from agent.stores.postgres.intake import PostgresIntake
 
 
@@ -37,6 +37,11 @@ class PostgresInbox(PostgresIntake, SingleEmailIntake):
         now = time.time()
         order = sorted(range(len(batch)), key=lambda i: batch[i].dedupe_key)
         async with self.pool.connection() as conn, conn.transaction():
+            # A person's erased mail keeps only a hash of its key: never claimed (taken) again.
+            hashed = {erased_key(e.dedupe_key): e.dedupe_key for e in batch}
+            erased = {hashed[r["dedupe_key"]] for r in await (await conn.execute(
+                "SELECT dedupe_key FROM inbox_messages WHERE dedupe_key = ANY(%s)", (list(hashed),))).fetchall()}
+            order = [i for i in order if batch[i].dedupe_key not in erased]
             claimed: set[int] = set()
             async with conn.cursor() as cur:
                 await cur.executemany(

@@ -99,6 +99,13 @@ MIGRATIONS: list[str] = [
     CREATE INDEX leads_fts ON leads USING GIN (to_tsvector('simple', coalesce(name, '') || ' ' ||
       coalesce(email, '') || ' ' || coalesce(company, '') || ' ' || coalesce(message, '')));
     """,
+    # 4: personal data: erasures the sheet has not confirmed yet (retried by a job) (issue 21)
+    """
+    CREATE TABLE pending_erasures (
+      id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email_norm TEXT NOT NULL, lead_ids TEXT NOT NULL,
+      created_at DOUBLE PRECISION NOT NULL
+    );
+    """,
 ]
 
 def advisory_key(name: str) -> int:

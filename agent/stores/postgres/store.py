@@ -5,12 +5,14 @@ from __future__ import annotations
 from agent.stores.postgres.console import PostgresConsole
 from agent.stores.postgres.inbox import PostgresInbox
 from agent.stores.postgres.leadership import PostgresLeadership
+from agent.stores.postgres.privacy import PostgresPrivacy
 from agent.stores.postgres.queue import PostgresQueue
 from agent.stores.postgres.reads import PostgresReads
 from agent.stores.postgres.replies import PostgresReplies
 
 
-class PostgresStore(PostgresConsole, PostgresInbox, PostgresQueue, PostgresReplies, PostgresReads, PostgresLeadership):
+class PostgresStore(PostgresPrivacy, PostgresConsole, PostgresInbox, PostgresQueue, PostgresReplies, PostgresReads,
+                    PostgresLeadership):
     """The Store protocol on PostgreSQL, safe for several processes at once."""
 
     async def close(self) -> None:

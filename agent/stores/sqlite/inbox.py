@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent.core.models import EmailIntake, IntakeResult, checkpoint_steps, recorded_outcome
-from agent.stores.common import SingleEmailIntake
+from agent.stores.common import SingleEmailIntake, erased_key
 from agent.stores.sqlite.intake import SqliteIntake
 
 
@@ -31,10 +31,13 @@ class SqliteInbox(SqliteIntake, SingleEmailIntake):
         def work(db: sqlite3.Connection) -> list[IntakeResult | None]:
             now = time.time()
             keys = list(dict.fromkeys(e.dedupe_key for e in batch))
+            # A person's erased mail keeps only a hash of its key: it is "seen" under that hash too.
+            lookup = {k: k for k in keys} | {erased_key(k): k for k in keys}
+            wanted = list(lookup)
             taken: set[str] = set()
-            for i in range(0, len(keys), 500):
-                chunk = keys[i:i + 500]
-                taken.update(r[0] for r in db.execute(
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i:i + 500]
+                taken.update(lookup[r[0]] for r in db.execute(
                     f"SELECT dedupe_key FROM inbox_messages WHERE dedupe_key IN ({','.join('?' * len(chunk))})",
                     chunk))
             results: list[IntakeResult | None] = []

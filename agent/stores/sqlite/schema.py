@@ -119,6 +119,12 @@ MIGRATIONS: list[str] = [
       VALUES (new.rowid, new.name, new.email, new.company, new.message);
     END;
     """,
+    # 4: personal data: erasures the sheet has not confirmed yet (retried by a job) (issue 21)
+    """
+    CREATE TABLE pending_erasures (
+      id INTEGER PRIMARY KEY, email_norm TEXT NOT NULL, lead_ids TEXT NOT NULL, created_at REAL NOT NULL
+    );
+    """,
 ]
 
 

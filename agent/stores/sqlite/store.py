@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from agent.stores.sqlite.console import SqliteConsole
 from agent.stores.sqlite.inbox import SqliteInbox
+from agent.stores.sqlite.privacy import SqlitePrivacy
 from agent.stores.sqlite.queue import SqliteQueue
 from agent.stores.sqlite.reads import SqliteReads
 from agent.stores.sqlite.replies import SqliteReplies
 
 
-class SqliteStore(SqliteConsole, SqliteInbox, SqliteQueue, SqliteReplies, SqliteReads):
+class SqliteStore(SqlitePrivacy, SqliteConsole, SqliteInbox, SqliteQueue, SqliteReplies, SqliteReads):
     """The Store protocol on one SQLite file."""
 
     async def try_acquire_leadership(self, name: str) -> bool:
