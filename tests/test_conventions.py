@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 AGENT = ROOT / "agent"
 LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical"}
 # Libraries whose loggers we tune on purpose; everything of ours is leadbox.<area>.
-FOREIGN_LOGGERS = {"apscheduler"}
+FOREIGN_LOGGERS = {"apscheduler", "name"}  # "name": logs.py quiets the protocol libraries by name
 
 
 def _calls(path: Path) -> list[ast.Call]:
