@@ -30,4 +30,5 @@ pytest_plugins = [
     "tests.fixtures.sheets_fake",
     "tests.fixtures.daemon",
     "tests.fixtures.postgres",
+    "tests.fixtures.browser",
 ]

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures.browser import needs_chromium
 from tests.fixtures.daemon import ROOT, DaemonProcess
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = [needs_chromium]
 TOKEN = "browser-console-token"
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -70,26 +67,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     wait_final(p, 5)
     yield p
     p.kill()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(locale="es-ES", viewport={"width": 1100, "height": 900})
-    pg = ctx.new_page()
-    dialogs: list[str] = []
-    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    pg.dialogs = dialogs
-    yield pg
-    ctx.close()
-    assert dialogs == [], f"lead text ran as script: {dialogs}"
 
 
 def sign_in(page: Any, daemon: DaemonProcess, user: str = "", password: str = TOKEN) -> None:
@@ -196,17 +173,15 @@ def test_a_correction_without_its_csrf_token_is_refused(daemon: DaemonProcess, p
 
 
 @pytest.mark.slow
-def test_sign_in_as_a_named_user_at_phone_width(daemon: DaemonProcess, browser: Any) -> None:
+def test_sign_in_as_a_named_user_at_phone_width(daemon: DaemonProcess, new_page: Any) -> None:
     env = {**daemon.env, "LEADBOX_DOTENV": "0"}
     r = subprocess.run([sys.executable, "-m", "agent.cli", "users", "add", "lucia", "--password-stdin",
                         "--config", str(ROOT / "config/agent.toml")], input="una clave bien larga\n", env=env,
                        cwd=daemon.tmp, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    ctx = browser.new_context(locale="en-US", viewport={"width": 390, "height": 844})
-    page = ctx.new_page()
+    page = new_page(locale="en-US", viewport={"width": 390, "height": 844})
     sign_in(page, daemon, user="lucia", password="una clave bien larga")
     assert page.text_content("h1") == "Overview" and "lucia" in (page.text_content("header") or "")
     page.goto(f"{daemon.url}/console/leads")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 400, f"the list overflows a phone screen ({width}px)"
-    ctx.close()

@@ -9,7 +9,6 @@ the admin API and the outbox folder.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -17,18 +16,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures.browser import needs_chromium
 from tests.fixtures.daemon import DaemonProcess
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make system-deps)"),
-]
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = [needs_chromium]
 TOKEN = "browser-admin"
 
 
@@ -83,25 +78,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, site: tuple[Pages, Pages]) 
     p.start()
     yield p
     p.kill()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(locale="es-ES")
-    pg = ctx.new_page()
-    dialogs: list[str] = []
-    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    yield pg
-    ctx.close()
-    assert dialogs == []
 
 
 def api(daemon: DaemonProcess, path: str) -> Any:
