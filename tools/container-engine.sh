@@ -108,7 +108,8 @@ down() {
   [[ -f $root/dockerd.pid ]] || return 0
   local pid
   pid=$(cat "$root/dockerd.pid")
-  if kill "$pid" 2>/dev/null; then
+  # only the dockerd we started: a stale pid file must not kill whatever reuses that pid
+  if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]] && kill "$pid" 2>/dev/null; then
     # dockerd stops its containers first; wait so that a following `up` starts clean
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
   fi
