@@ -248,9 +248,10 @@ class ReplyConfig(SettleSettings):
         100, ge=1, le=10000, description="Messages sent over one SMTP session before it is closed "
         "and a new one opened.")
     smtp_check_interval: float = Field(
-        30.0, gt=0, description="Seconds between logins to an SMTP server not known to work (at "
+        30.0, ge=0, description="Seconds between logins to an SMTP server not known to work (at "
         "start, and while it is down or refuses the login), so /readyz follows it without waiting "
-        "for a reply to send; the session is kept for the next reply.")
+        "for a reply to send; the session is kept for the next reply. 0 = no such logins: the "
+        "state comes from replies only.")
     ca_file: str = Field("", description="Extra CA bundle for a private SMTP server.")
     window_hours: float = Field(
         24.0, ge=0, description="At most one auto-reply per address in this many hours.")

@@ -55,3 +55,31 @@ async def test_smtp_server_back_makes_readyz_ready_without_a_reply(make_daemon: 
     await settle(d, 1)
     assert len(smtp_server.messages) == 1
     assert d.svc.transport.sessions_opened == 1  # type: ignore[attr-defined]
+
+
+async def test_throttled_login_at_the_check_pauses_replies_not_needs_credentials(
+        make_daemon: Any, smtp_server: Any) -> None:
+    """A 454 'too many login attempts' met by the check is the account's limit, as for a reply:
+    the transport pauses (ready, 200) and probes later; nobody is told to fix the password."""
+    throttled = [True]
+
+    def refuse(stage: str) -> str | None:
+        if stage == "auth" and throttled[0]:
+            return "454 4.7.0 Too many login attempts, please try again later. - gsmtp"
+        return None
+
+    smtp_server.sink.refuse = refuse
+    d, c = await make_daemon({**smtp_env(smtp_server), "LEADBOX_REPLY__PAUSE_SECONDS": "1"})
+
+    async def paused() -> bool:
+        status, reply = await reply_check(c)
+        return status == 200 and reply["state"] == "paused"
+
+    await wait_for(paused, 15, what="the check's throttled login to pause the transport")
+    assert (await reply_check(c))[1]["kind"] == "throttle"
+    _, lead_id = await post_lead(c, "ana@example.com", "Hola, ¿me enviáis un presupuesto para una web?")
+    throttled[0] = False
+    await settle(d, 1, timeout=30)
+    lead = await d.store.get(lead_id)
+    assert lead is not None and lead.state.value == "replied" and lead.attempts == 0
+    assert len(smtp_server.messages) == 1

@@ -157,7 +157,7 @@ class Daemon:
         if self.config.classifier_backend == "openai":
             self.scheduler.add_job(self.reclassify, "interval", seconds=s.classifier.reclassify_interval,
                                    id="reclassify")
-        if s.reply.transport == "smtp":
+        if s.reply.transport == "smtp" and s.reply.smtp_check_interval > 0:
             # Log in at start and while the server is not known to work: /readyz then says whether
             # replies can go out before the first one is due, and recovers with the server.
             self.scheduler.add_job(self.check_transport, "interval", seconds=s.reply.smtp_check_interval,
