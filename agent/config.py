@@ -21,7 +21,7 @@ import logging
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agent.config_base import Section as _Section
 from agent.config_forms import FormsConfig
+from agent.config_mailboxes import MailboxConfig, check_unique, named_env, resolve_mailboxes
 from agent.config_settle import SettleSettings
 from agent.env_secrets import ENV_NAMES as ENV_NAMES
 from agent.env_secrets import Secrets
@@ -309,6 +310,14 @@ class InboxConfig(_Section):
     form_senders: list[str] = Field(default_factory=list, description=(
         "Senders whose mail is always a website form notification (the visitor becomes the lead), "
         'for formats detection misses: addresses ("wordpress@mysite.com") or domains ("@shopify.com").'))
+    mailboxes: list[MailboxConfig] = Field(default_factory=list, description=(
+        "Several mailboxes: [[inbox.mailboxes]] tables with name, username, from_address, password_env "
+        "(or refresh_token_env) and any [inbox] key to override; empty = the one mailbox above, named default."))
+
+    @field_validator("mailboxes")
+    @classmethod
+    def _unique_names(cls, v: list[MailboxConfig]) -> list[MailboxConfig]:
+        return check_unique(v)
 
     @field_validator("form_senders")
     @classmethod
@@ -328,7 +337,7 @@ class InboxConfig(_Section):
 # mirror writes from it): when the lead was received, and the Lead fields worth showing a person.
 SHEET_COLUMNS = (
     "received_at", "name", "email", "category", "priority", "summary", "source", "id",
-    "phone", "company", "message", "subject", "language", "state", "intake",
+    "phone", "company", "message", "subject", "language", "state", "intake", "mailbox",
 )
 DEFAULT_SHEET_COLUMNS = SHEET_COLUMNS[:8]
 
@@ -411,6 +420,8 @@ class Config:
     settings: Settings
     secrets: Secrets
     source: str  # where the settings came from (path or "built-in defaults")
+    # The values of the variables inbox.mailboxes names (password_env, refresh_token_env).
+    named_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def store_url(self) -> str:
@@ -435,6 +446,8 @@ class Config:
             own.add(self.secrets.email_user.lower())
         if "@" in self.settings.inbox.username:
             own.add(self.settings.inbox.username.lower())
+        for m in self.settings.inbox.mailboxes:  # every mailbox of ours: mail between them is no lead
+            own.update(a.strip().lower() for a in (m.from_address, m.username) if "@" in a)
         return frozenset(a for a in own if a)
 
     @property
@@ -541,7 +554,8 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     except ValidationError as e:
         raise ConfigError(f"config error: {_format_validation(e)}") from None
     secrets = Secrets.from_env(env)
-    config = Config(settings=settings, secrets=secrets, source=source)
+    config = Config(settings=settings, secrets=secrets, source=source,
+                    named_secrets=named_env(settings.inbox.mailboxes, env))
     _check_cross(config)
     return config
 
@@ -555,7 +569,9 @@ def _check_cross(config: Config) -> None:
         )
     if s.reply.transport == "smtp" and (not config.secrets.email_user or not config.secrets.email_pass):
         raise ConfigError("reply.transport: 'smtp' needs EMAIL_USER and EMAIL_PASS in the environment")
-    if s.inbox.enabled:
+    if s.inbox.enabled and s.inbox.mailboxes:
+        resolve_mailboxes(config)  # raises with the mailbox's name and what is missing
+    elif s.inbox.enabled:
         if not config.inbox_username:
             raise ConfigError("inbox.username: empty; set it or EMAIL_USER")
         if s.inbox.auth == "password" and not config.secrets.email_pass:

@@ -25,6 +25,7 @@ from agent.app.privacy import Privacy
 from agent.app.wiring import (
     make_classifier,
     make_local_classifier,
+    make_mailboxes,
     make_mirror,
     make_sent_lookup,
     make_store,
@@ -67,7 +68,9 @@ class Daemon:
         self.signatures = SignatureChecker(config.secrets.webhook_secret, s.http.signature_tolerance)
         self.scheduler = AsyncIOScheduler(
             timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60})
-        self.inbox: Any = None
+        self.inbox: Any = None  # the first mailbox's poller (admin poll, single-mailbox /readyz)
+        self.pollers: list[Any] = []  # one per mailbox
+        self.mailboxes = make_mailboxes(config)
         # reply.settle: uncertain SMTP replies looked up over IMAP (None: outbox or settle = off).
         self.sent_lookup = make_sent_lookup(config)
         # Why there is no sheet mirror, when there is none (for /readyz).
@@ -107,6 +110,7 @@ class Daemon:
                 max_per_hour=s.reply.max_per_hour, include_summary=s.reply.include_summary,
                 own_addresses=self.config.own_addresses, category_labels=dict(s.labels.categories),
                 max_per_day=s.reply.max_per_day, max_delay_hours=s.reply.max_delay_hours,
+                from_by_mailbox={m.name: m.from_address for m in self.mailboxes},
             ),
             mirror=mirror, mirror_ledger=MirrorLedger(self.store) if mirror is not None else None,
             metrics=self.metrics,
@@ -133,8 +137,12 @@ class Daemon:
         if s.inbox.enabled:
             from agent.intake.inbox import InboxPoller
 
-            self.inbox = InboxPoller(self.config, self.store, self.metrics, on_intake=self.worker.kick)
-            self.inbox.start(self.scheduler)
+            for box in self.mailboxes:  # each on its own job, connection, checkpoint and lock
+                poller = InboxPoller(self.config, self.store, self.metrics, on_intake=self.worker.kick,
+                                     mailbox=box)
+                poller.start(self.scheduler)
+                self.pollers.append(poller)
+            self.inbox = self.pollers[0] if self.pollers else None
         self.scheduler.start()
         self._started = True
         self.worker.kick()
@@ -189,9 +197,10 @@ class Daemon:
         grace = self.config.settings.http.shutdown_grace
         if self._started:
             self.scheduler.pause()
-            if self.inbox is not None:
+            if self.pollers:
                 try:  # a poll in flight may wait on the network: bounded by the grace period
-                    await asyncio.wait_for(self.inbox.stop(), timeout=max(1.0, grace / 2))
+                    await asyncio.wait_for(asyncio.gather(*(p.stop() for p in self.pollers)),
+                                           timeout=max(1.0, grace / 2))
                 except TimeoutError:
                     log.warning("inbox: stop timed out; the checkpoint keeps unfinished mail for next time")
             await self.worker.stop(grace)
@@ -262,8 +271,8 @@ class Daemon:
         return self.inbox is not None
 
     def trigger_poll(self) -> None:
-        if self.inbox is not None:
-            self.inbox.poll_now()
+        for poller in self.pollers:
+            poller.poll_now()
 
     # -- observability --------------------------------------------------
     async def readiness(self) -> dict[str, Any]:
@@ -281,13 +290,24 @@ class Daemon:
             parts["classifier"] = self.svc.classifier.health()
             parts["reply"] = self.svc.transport.health()
             parts["sheets"] = self.svc.mirror.health() if self.svc.mirror is not None else self.mirror_off
-            if self.inbox is not None:
+            if self.config.settings.inbox.mailboxes and self.pollers:
+                parts["inbox"] = self._mailboxes_health()
+            elif self.inbox is not None:
                 parts["inbox"] = self.inbox.health()
         for name, health in parts.items():
             self.metrics.set_adapter_up(name, health.ready)
             ok = ok and health.ready
         return {"status": "ok" if ok else "unavailable", "stopping": self.stopping,
                 "checks": {name: health.as_json() for name, health in parts.items()}}
+
+    def _mailboxes_health(self) -> Health:
+        """Several mailboxes: each one by name; a failing one shows but does not make /readyz 503
+        (the replica still takes webhooks and the other mailboxes)."""
+        boxes = {p.mailbox: p.health() for p in self.pollers}
+        bad = sorted(name for name, h in boxes.items() if not h.ready)
+        state = HealthState.DEGRADED if bad else HealthState.OK
+        return Health(state, f"not polling: {', '.join(bad)}" if bad else None,
+                      {"mailboxes": {name: h.as_json() for name, h in boxes.items()}})
 
     async def refresh_gauges(self) -> None:
         with contextlib.suppress(Exception):

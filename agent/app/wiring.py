@@ -18,6 +18,7 @@ from agent.stores import open_store
 
 if TYPE_CHECKING:
     from agent.classifiers.local import LocalClassifier
+    from agent.config_mailboxes import Mailbox
     from agent.mail.settle import MailboxSentLookup
 
 log = logging.getLogger("leadbox.daemon")
@@ -79,21 +80,49 @@ def make_sent_lookup(config: Config) -> MailboxSentLookup | None:
 
 
 def make_transport(config: Config, lookup: MailboxSentLookup | None = None) -> MailTransport:
+    """The reply transport: with SMTP and ``inbox.mailboxes``, each mailbox's replies go out over
+    its own login (a password mailbox; an xoauth2 one uses the [reply] account)."""
     r = config.settings.reply
     if r.transport == "smtp":
         from agent.mail.limits import SendPause
         from agent.mail.smtp import SmtpTransport
 
-        return SmtpTransport(
+        default = SmtpTransport(
             host=r.smtp_host, port=r.smtp_port, security=r.smtp_security,
             username=config.secrets.email_user, password=config.secrets.email_pass,
             ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=r.from_address,
             pool_size=r.smtp_pool_size, max_per_session=r.smtp_max_per_session,
             pause=SendPause(base=r.pause_seconds, quota_probe=r.quota_probe_minutes * 60), lookup=lookup,
         )
+        boxes = make_mailboxes(config)
+        if not config.settings.inbox.mailboxes:
+            return default
+        from agent.mail.routing import MailboxRouter
+
+        by_from: dict[str, tuple[str, MailTransport]] = {}
+        for m in boxes:
+            if m.password is None:
+                log.warning("replies of an xoauth2 mailbox go out over the [reply] SMTP account",
+                            extra={"mailbox": m.name})
+                continue
+            by_from[m.from_address] = (m.name, SmtpTransport(
+                host=m.smtp_host, port=m.smtp_port, security=m.smtp_security, username=m.username,
+                password=m.password, ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=m.from_address,
+                pool_size=r.smtp_pool_size, max_per_session=r.smtp_max_per_session,
+                pause=SendPause(base=r.pause_seconds, quota_probe=r.quota_probe_minutes * 60)))
+        return MailboxRouter(default, by_from)
     from agent.mail.outbox import OutboxTransport
 
     return OutboxTransport(r.outbox_dir)
+
+
+def make_mailboxes(config: Config) -> list[Mailbox]:
+    """The polled mailboxes (none when the inbox is off)."""
+    if not config.settings.inbox.enabled:
+        return []
+    from agent.config_mailboxes import resolve_mailboxes
+
+    return resolve_mailboxes(config)
 
 
 def make_mirror(config: Config) -> tuple[Mirror | None, Health]:

@@ -75,6 +75,7 @@ class LeadIn:
     # Set when the intake already knows the lead gets no processing (a filled honeypot):
     # it is stored final, as skipped with this reason.
     skip_reason: str | None = None
+    mailbox: str | None = None  # the mailbox (its name) an email lead came in through
 
 
 @dataclass(slots=True)

@@ -44,6 +44,12 @@ class ReplyPolicy:
     company_name: str = ""
     max_per_day: int = 0  # rolling 24 hours; 0 = no cap
     max_delay_hours: float = 0.0  # a reply later than this after the lead is skipped; 0 = never
+    # inbox.mailboxes: a lead's reply comes from the from_address of the mailbox it wrote to.
+    from_by_mailbox: dict[str, str] = field(default_factory=dict)
+
+    def sender(self, lead: Lead) -> str:
+        """The From address of this lead's reply: its mailbox's, else reply.from_address."""
+        return self.from_by_mailbox.get(lead.mailbox or "", self.from_address)
 
     def caps(self) -> dict[str, tuple[float, int]]:
         """Skip reason of each cap the store may answer -> (window seconds, cap); 0 = none."""
@@ -219,7 +225,7 @@ class Reply:
                 return
             lead.replied_at = now
             msg = compose_reply(
-                lead, svc.templates, from_address=policy.from_address, from_name=policy.from_name,
+                lead, svc.templates, from_address=policy.sender(lead), from_name=policy.from_name,
                 company_name=policy.company_name,
                 domain=policy.domain, category_label=policy.category_labels.get(lead.category or "", ""),
                 include_summary=policy.include_summary, now=now,

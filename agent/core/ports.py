@@ -265,7 +265,7 @@ class LeadReads(Protocol):
     async def list(
         self, *, state: State | None = None, category: Category | None = None,
         priority: Priority | None = None, limit: int = 50, cursor: str | None = None,
-        reply_status: ReplyStatus | None = None,
+        reply_status: ReplyStatus | None = None, mailbox: str | None = None,
     ) -> tuple[builtins.list[Lead], str | None]: ...
 
     async def counts(self) -> dict[str, int]:

@@ -55,6 +55,7 @@ from typing import Any
 from imapclient.exceptions import IMAPClientError
 
 from agent.config import Config
+from agent.config_mailboxes import DEFAULT_NAME, Mailbox, resolve_mailboxes
 from agent.core.backoff import backoff_delay
 from agent.core.models import Health
 from agent.core.ports import InboxStore, IntakeMetrics
@@ -63,7 +64,7 @@ from agent.core.states import INBOX_TAKEN, HealthState, InboxOutcome
 from agent.errors import ConfigError, NeedsCredentials, TransientError
 from agent.intake.email_parse import ParsedEmail
 from agent.intake.imap import FetchedMessage, ImapMailbox
-from agent.intake.imap_auth import TokenSource, make_token_source
+from agent.intake.imap_auth import GoogleTokenSource, TokenSource, make_token_source
 from agent.intake.inbox_record import InboxRecorder
 from agent.intake.parse_pool import ParseOptions, ParsePool
 
@@ -126,24 +127,32 @@ _Message = tuple[FetchedMessage, ParsedEmail | None]
 
 
 class InboxPoller:
-    """Polls one IMAP folder on the daemon's scheduler; optional IDLE triggers polls early."""
+    """Polls one IMAP folder on the daemon's scheduler; optional IDLE triggers polls early.
+
+    One poller per mailbox (``inbox.mailboxes``): each has its own job, connection, checkpoint,
+    failure state and backoff, and leadership lock, so one failing mailbox never holds up another.
+    """
 
     def __init__(self, config: Config, store: InboxStore, metrics: IntakeMetrics, *,
-                 on_intake: Callable[[], None] | None = None) -> None:
+                 on_intake: Callable[[], None] | None = None, mailbox: Mailbox | None = None) -> None:
         self.config = config
-        self.cfg = config.settings.inbox
+        self.box = mailbox if mailbox is not None else resolve_mailboxes(config)[0]
+        self.cfg = self.box.inbox
         self.store = store
         self.metrics = metrics
         self.on_intake = on_intake
-        self._tokens: TokenSource | None = make_token_source(config) if self.cfg.auth == "xoauth2" else None
+        self._tokens: TokenSource | None = self._token_source() if self.cfg.auth == "xoauth2" else None
         # One thread owns the polling connection: commands never interleave.
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inbox-imap")
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inbox-imap-{self.box.name}")
         self._mb = self._make_mailbox()
-        self.mailbox = self._mb.name
+        self.mailbox = self.box.name
+        self.job_id = JOB_ID if self.mailbox == DEFAULT_NAME else f"{JOB_ID}:{self.mailbox}"
+        self.adapter = "inbox" if self.mailbox == DEFAULT_NAME else f"inbox:{self.mailbox}"
         self.leader_name = f"inbox:{self.mailbox}"
         self.parser = ParsePool(ParseOptions(config.own_addresses, frozenset({config.message_id_domain}),
                                              self.cfg.max_message_bytes, frozenset(self.cfg.form_senders)))
-        self.recorder = InboxRecorder(store, self.mailbox, self.cfg.max_message_bytes, metrics)
+        self.recorder = InboxRecorder(store, self.mailbox, self.cfg.max_message_bytes, metrics,
+                                      source=self.box.source)
         self._scheduler: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
@@ -168,13 +177,21 @@ class InboxPoller:
 
     # ------------------------------------------------------------------ set-up
 
+    def _token_source(self) -> TokenSource:
+        """This mailbox's refresh token (refresh_token_env) with the shared client, else the shared one."""
+        s = self.config.secrets
+        if self.box.refresh_token:
+            return GoogleTokenSource(s.google_oauth_client_id, s.google_oauth_client_secret,
+                                     self.box.refresh_token, timeout=self.cfg.timeout)
+        return make_token_source(self.config)
+
     def _make_mailbox(self) -> ImapMailbox:
         c = self.cfg
         if self._tokens is not None:
             auth: dict[str, Any] = {"oauth2_token": self._tokens}
         else:
-            auth = {"password": self.config.secrets.email_pass}
-        return ImapMailbox(c.host, c.port, security=c.security, username=self.config.inbox_username,
+            auth = {"password": self.box.password or ""}
+        return ImapMailbox(c.host, c.port, security=c.security, username=self.box.username,
                            folder=c.folder, ca_file=c.ca_file or None, timeout=c.timeout, **auth)
 
     def start(self, scheduler: Any) -> None:
@@ -182,13 +199,13 @@ class InboxPoller:
         self._scheduler = scheduler
         self._loop = asyncio.get_running_loop()
         scheduler.add_job(
-            self._job, "interval", seconds=self.cfg.poll_interval, id=JOB_ID, replace_existing=True,
+            self._job, "interval", seconds=self.cfg.poll_interval, id=self.job_id, replace_existing=True,
             max_instances=1, coalesce=True, misfire_grace_time=max(30, int(self.cfg.poll_interval)),
             next_run_time=datetime.now(UTC),
         )
         if self.cfg.idle:
             self._idle_state = "connecting"
-            self._idle_thread = threading.Thread(target=self._idle_loop, name="inbox-idle", daemon=True)
+            self._idle_thread = threading.Thread(target=self._idle_loop, name=f"inbox-idle-{self.mailbox}", daemon=True)
             self._idle_thread.start()
 
     def poll_now(self) -> None:
@@ -210,7 +227,7 @@ class InboxPoller:
             return
         when = datetime.now(UTC) + timedelta(seconds=delay)
         with contextlib.suppress(LookupError):  # the job is gone (stopping)
-            self._scheduler.modify_job(JOB_ID, next_run_time=when)
+            self._scheduler.modify_job(self.job_id, next_run_time=when)
 
     async def stop(self) -> None:
         """Stop polling and IDLE, let a running poll finish its message, close the connections."""
@@ -218,7 +235,7 @@ class InboxPoller:
         self.parser.closed = True  # no new worker processes from here on
         if self._scheduler is not None:
             with contextlib.suppress(Exception):
-                self._scheduler.remove_job(JOB_ID)
+                self._scheduler.remove_job(self.job_id)
         self._idle_stop.set()
         task = self._poll_task
         if task is not None and not task.done() and task is not asyncio.current_task():
@@ -262,7 +279,7 @@ class InboxPoller:
 
     def _set_state(self, state: HealthState, reason: str | None = None) -> None:
         self._state, self._reason = state, reason
-        self.metrics.set_adapter_up("inbox", state is HealthState.OK)
+        self.metrics.set_adapter_up(self.adapter, state is HealthState.OK)
 
     # ------------------------------------------------------------------ the job
 
@@ -324,6 +341,19 @@ class InboxPoller:
         """Run ``fn`` in the mailbox's IMAP thread."""
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
+    async def _checkpoint(self) -> tuple[int, int] | None:
+        """This mailbox's checkpoint; the single-mailbox install's one (kept under ``user@host/folder``
+        before mailboxes had names) carries over to ``default``, so nothing is fetched again."""
+        checkpoint = await self.store.get_checkpoint(self.mailbox)
+        legacy = self.box.legacy_key
+        if checkpoint is None and legacy:
+            checkpoint = await self.store.get_checkpoint(legacy)
+            if checkpoint is not None:
+                await self.store.set_checkpoint(self.mailbox, checkpoint[0], checkpoint[1])
+                log.info("inbox: checkpoint carried over to the mailbox's name",
+                         extra={"mailbox": self.mailbox, "reason": f"{legacy} -> {self.mailbox}"})
+        return checkpoint
+
     async def _is_leader(self) -> bool:
         return await self.store.try_acquire_leadership(self.leader_name)
 
@@ -351,7 +381,7 @@ class InboxPoller:
                                 self._reason)
             await self._call(self._mb.connect)
         uidvalidity, uidnext = await self._call(self._mb.select)
-        checkpoint = await self.store.get_checkpoint(self.mailbox)
+        checkpoint = await self._checkpoint()
         last = 0
         if checkpoint is not None:
             if checkpoint[0] == uidvalidity:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.core.models import EmailIntake, IntakeResult, recorded_outcome
 from agent.core.ports import InboxLedger, IntakeMetrics
@@ -63,9 +63,11 @@ class _Entry:
 class InboxRecorder:
     """Records fetched, parsed messages of one mailbox; answers each message's outcome."""
 
-    def __init__(self, store: InboxLedger, mailbox: str, max_bytes: int, metrics: IntakeMetrics) -> None:
+    def __init__(self, store: InboxLedger, mailbox: str, max_bytes: int, metrics: IntakeMetrics, *,
+                 source: str | None = None) -> None:
         self.store = store
         self.mailbox = mailbox
+        self.source = source  # the mailbox's `source`, for leads whose mail names none
         self.max_bytes = max_bytes
         self.metrics = metrics
         self._failures: dict[str, int] = {}  # dedupe key -> failed intakes so far
@@ -83,7 +85,9 @@ class InboxRecorder:
         if parsed.skip_reason:
             return _Entry(EmailIntake(None, *where, skip_reason=parsed.skip_reason),
                           (logging.INFO, "inbox: not a lead"))
-        return _Entry(EmailIntake(to_lead_in(parsed), *where))
+        item = to_lead_in(parsed)
+        item = replace(item, mailbox=self.mailbox, source=item.source or self.source)
+        return _Entry(EmailIntake(item, *where))
 
     def _outcome(self, entry: _Entry, result: IntakeResult | None) -> InboxOutcome:
         """Log, count and name what a durable record became."""

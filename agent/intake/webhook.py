@@ -336,7 +336,7 @@ async def list_leads(request: web.Request) -> web.Response:
     leads, nxt = await d.store.list(
         state=State(state) if state else None, category=Category(category) if category else None,
         priority=Priority(priority) if priority else None, limit=limit, cursor=cursor,
-        reply_status=ReplyStatus(reply) if reply else None)
+        reply_status=ReplyStatus(reply) if reply else None, mailbox=(q.get("mailbox") or "").strip()[:100] or None)
     labels = d.config.settings.labels
     return web.json_response({"leads": [lead_json(x, labels) for x in leads], "next_cursor": nxt})
 

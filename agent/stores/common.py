@@ -61,7 +61,7 @@ INSERT_COLUMNS = (
     "id", "email_norm", "email", "name", "message", "intake", "phone", "company", "source",
     "metadata", "subject", "message_id", "in_reply_to", "refs", "clean_text", "auto_headers",
     "state", "next_attempt_at", "created_at", "updated_at",
-    "skip_reason", "reply_status", "reply_reason", "mirror_status",
+    "skip_reason", "reply_status", "reply_reason", "mirror_status", "mailbox",
 )
 
 
@@ -86,6 +86,7 @@ def insert_values(item: LeadIn, lead_id: str, now: float) -> tuple[Any, ...]:
         # A lead skipped at intake (a honeypot post) is final at once: no reply, no sheet row.
         item.skip_reason, (ReplyStatus.SKIPPED if item.skip_reason else ReplyStatus.PENDING).value,
         item.skip_reason, (MirrorStatus.DISABLED if item.skip_reason else MirrorStatus.PENDING).value,
+        item.mailbox,
     )
 
 
@@ -143,7 +144,7 @@ def row_to_interaction(r: Mapping[str, Any]) -> Interaction:
 
 def list_query(state: State | None, category: Category | None, priority: Priority | None,
                limit: int, cursor: str | None, reply_status: ReplyStatus | None = None,
-               ) -> tuple[str, tuple[Any, ...]]:
+               mailbox: str | None = None) -> tuple[str, tuple[Any, ...]]:
     """The page query of ``list`` (``?`` placeholders), newest first, one row more than ``limit``
     to tell whether a next page exists. Filter values go through their enums."""
     where: list[str] = []
@@ -154,6 +155,9 @@ def list_query(state: State | None, category: Category | None, priority: Priorit
         if value:
             where.append(f"{col} = ?")
             args.append(value.value)
+    if mailbox:
+        where.append("mailbox = ?")
+        args.append(mailbox)
     if cursor:
         where.append("id < ?")
         args.append(cursor)

@@ -32,9 +32,9 @@ class PostgresReads(PostgresBase):
     async def list(
         self, *, state: State | None = None, category: Category | None = None,
         priority: Priority | None = None, limit: int = 50, cursor: str | None = None,
-        reply_status: ReplyStatus | None = None,
+        reply_status: ReplyStatus | None = None, mailbox: str | None = None,
     ) -> tuple[builtins.list[Lead], str | None]:
-        q, args = list_query(state, category, priority, limit, cursor, reply_status)
+        q, args = list_query(state, category, priority, limit, cursor, reply_status, mailbox)
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(q.replace("?", "%s"), args)).fetchall()  # type: ignore[arg-type]
         leads = [row_to_lead(r) for r in rows[:limit]]

@@ -37,9 +37,9 @@ class SqliteReads(SqliteBase):
     async def list(
         self, *, state: State | None = None, category: Category | None = None,
         priority: Priority | None = None, limit: int = 50, cursor: str | None = None,
-        reply_status: ReplyStatus | None = None,
+        reply_status: ReplyStatus | None = None, mailbox: str | None = None,
     ) -> tuple[builtins.list[Lead], str | None]:
-        q, args = list_query(state, category, priority, limit, cursor, reply_status)
+        q, args = list_query(state, category, priority, limit, cursor, reply_status, mailbox)
 
         def work(db: sqlite3.Connection) -> tuple[builtins.list[Lead], str | None]:
             rows = db.execute(q, args).fetchall()
