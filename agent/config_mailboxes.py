@@ -15,15 +15,25 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import Field, field_validator
 
 from agent.config_base import Section
 from agent.errors import ConfigError
 
-if TYPE_CHECKING:
-    from agent.config import Config, InboxConfig
+
+class _Config(Protocol):
+    """What resolving needs of ``agent.config.Config`` (not imported: config imports this module)."""
+
+    @property
+    def settings(self) -> Any: ...
+    @property
+    def secrets(self) -> Any: ...
+    @property
+    def named_secrets(self) -> Mapping[str, str]: ...
+    @property
+    def inbox_username(self) -> str: ...
 
 __all__ = ["DEFAULT_NAME", "Mailbox", "MailboxConfig", "named_env", "resolve_mailboxes"]
 
@@ -97,7 +107,7 @@ class Mailbox:
     """One polled mailbox, resolved: what the poller, the replies and loop protection need."""
 
     name: str
-    inbox: InboxConfig  # the effective [inbox] section of this mailbox
+    inbox: Any  # the effective [inbox] section (agent.config.InboxConfig) of this mailbox
     username: str
     from_address: str
     password: str | None = None  # auth = password
@@ -123,7 +133,7 @@ def named_env(mailboxes: list[MailboxConfig], env: Mapping[str, str]) -> dict[st
     return out
 
 
-def resolve_mailboxes(config: Config) -> list[Mailbox]:
+def resolve_mailboxes(config: _Config) -> list[Mailbox]:
     """Every polled mailbox; ConfigError names the mailbox and the missing piece."""
     s = config.settings
     inbox, reply = s.inbox, s.reply

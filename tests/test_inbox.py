@@ -425,7 +425,7 @@ async def test_backfill_retakes_old_mail_without_duplicates_or_moving_the_checkp
     capsys.readouterr()
     store = SqliteStore(config.store_url)
     await store.open()
-    mailbox = f"{user}@127.0.0.1/INBOX"
+    mailbox = "default"  # the single-mailbox config is the mailbox named default
     cp = await store.get_checkpoint(mailbox)
     assert cp is not None
     # Lose two records (as if they were processed by an older version without keys), then backfill.

@@ -8,6 +8,7 @@ lead, and a customer who writes to both is one lead.
 from __future__ import annotations
 
 import json
+import shutil
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,14 @@ async def test_two_mailboxes_polled_replies_from_each_one_bad_password_own_mail_
     ventas, soporte, broken = dovecot.add_user(), dovecot.add_user(), dovecot.add_user()
     for user in (ventas, soporte):  # each mailbox sends with its own SMTP login
         smtp_server.users[user] = dovecot.users[user]
+    tpl = tmp_path / "soporte-templates"  # soporte's own reply templates
+    shutil.copytree(ROOT / "config" / "templates", tpl)
+    for f in tpl.glob("*.txt"):
+        f.write_text(f.read_text(encoding="utf-8") + "\nSOPORTE-TEMPLATE\n", encoding="utf-8")
     boxes = [
         {"name": "ventas", "username": ventas, "from_address": "ventas@ourco.example", "password_env": "PW_V"},
-        {"name": "soporte", "username": soporte, "from_address": "soporte@ourco.example", "password_env": "PW_S"},
+        {"name": "soporte", "username": soporte, "from_address": "soporte@ourco.example", "password_env": "PW_S",
+         "templates_dir": str(tpl)},
         {"name": "info", "username": broken, "from_address": "info@ourco.example", "password_env": "PW_I"},
     ]
     dovecot.append(ventas, "INBOX", mail(1))
@@ -79,6 +85,7 @@ async def test_two_mailboxes_polled_replies_from_each_one_bad_password_own_mail_
             head = message_from_bytes(m["data"], policy=policy.default)
             assert head["From"].addresses[0].addr_spec == f"{box}@ourco.example"
             assert m["mail_from"] == f"{box}@ourco.example" and m["login"] == login
+            assert (b"SOPORTE-TEMPLATE" in m["data"]) == (box == "soporte")
         outcomes = await d.store.inbox_outcomes()
         assert outcomes.get("lead") == 3 and outcomes.get("interaction") == 1, outcomes
         assert await d.store.get_by_email("soporte@ourco.example") is None

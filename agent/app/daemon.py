@@ -114,6 +114,8 @@ class Daemon:
             ),
             mirror=mirror, mirror_ledger=MirrorLedger(self.store) if mirror is not None else None,
             metrics=self.metrics,
+            templates_by_mailbox={m.name: Templates(m.templates_dir, s.reply.default_language)
+                                  for m in self.mailboxes if m.templates_dir != s.reply.templates_dir},
         )
         self.worker = Worker(self.svc, s.worker, contended=self.intake.contended)
         if mirror is not None:

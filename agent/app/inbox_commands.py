@@ -10,15 +10,34 @@ from datetime import date
 from agent.app.metrics import Metrics
 from agent.app.wiring import make_store
 from agent.config import Config
+from agent.config_mailboxes import DEFAULT_NAME, Mailbox, resolve_mailboxes
+from agent.core.ports import Store
 from agent.errors import NeedsCredentials
 from agent.intake.inbox import _POLL_ONCE_ERRORS, InboxPoller, PollSummary
 
 
 async def _one_shot(config: Config, since: date | None) -> tuple[int, PollSummary | None, float]:
+    """One pass over every mailbox in turn: the summaries added up, the worst exit code."""
     store = make_store(config)
     await store.open()
-    poller = InboxPoller(config, store, Metrics())
     t0 = time.monotonic()
+    total, code, any_done = PollSummary(), 0, False
+    try:
+        for box in resolve_mailboxes(config):
+            c, summary = await _one_box(config, store, box, since, t0)
+            code = max(code, c)
+            if summary is not None:
+                total.add(summary)
+                any_done = True
+    finally:
+        await store.close()
+    return code, total if any_done else None, time.monotonic() - t0
+
+
+async def _one_box(config: Config, store: Store, box: Mailbox, since: date | None,
+                   t0: float) -> tuple[int, PollSummary | None]:
+    poller = InboxPoller(config, store, Metrics(), mailbox=box)
+    where = "inbox" if box.name == DEFAULT_NAME else f"inbox[{box.name}]"
     last_print = [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -36,17 +55,16 @@ async def _one_shot(config: Config, since: date | None) -> tuple[int, PollSummar
         summary = await poller.poll(since=since, progress=progress if since is not None else None)
         code = 0
     except NeedsCredentials as e:
-        print(f"inbox: {e}", file=sys.stderr)
+        print(f"{where}: {e}", file=sys.stderr)
         summary, code = None, 2
     except _POLL_ONCE_ERRORS as e:
-        print(f"inbox: {e}", file=sys.stderr)
+        print(f"{where}: {e}", file=sys.stderr)
         summary, code = None, 1
     finally:
         await poller.stop()
-        await store.close()
     if summary is None and code == 0:
-        print("inbox: another replica holds this mailbox; nothing done", file=sys.stderr)
-    return code, summary, time.monotonic() - t0
+        print(f"{where}: another replica holds this mailbox; nothing done", file=sys.stderr)
+    return code, summary
 
 
 def _inbox_disabled(config: Config, command: str) -> bool:

@@ -74,6 +74,8 @@ class Services:
     mirror: Mirror | None = None
     mirror_ledger: MirrorLedger | None = None
     metrics: PipelineMetrics = field(default_factory=NoMetrics)
+    # inbox.mailboxes with their own templates_dir: the lead's mailbox -> its templates.
+    templates_by_mailbox: dict[str, Templates] = field(default_factory=dict)
 
 
 class Step(Protocol):
@@ -224,8 +226,9 @@ class Reply:
                 self._skip(lead, "reply-too-late")
                 return
             lead.replied_at = now
+            templates = svc.templates_by_mailbox.get(lead.mailbox or "", svc.templates)
             msg = compose_reply(
-                lead, svc.templates, from_address=policy.sender(lead), from_name=policy.from_name,
+                lead, templates, from_address=policy.sender(lead), from_name=policy.from_name,
                 company_name=policy.company_name,
                 domain=policy.domain, category_label=policy.category_labels.get(lead.category or "", ""),
                 include_summary=policy.include_summary, now=now,
