@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_all_backends.py                     # sheet 0 / 10,000 rows x LLM 0 / 500 ms
     .venv/bin/python bench/bench_all_backends.py --rows 0 --latency 0.5 --leads 3000
     .venv/bin/python bench/bench_all_backends.py --env LEADBOX_CLASSIFIER__CONCURRENCY=32   # try a setting
+    .venv/bin/python bench/bench_all_backends.py --tree /tmp/leadbox-old   # another checkout's daemon
 
 leadbox runs as users run it (`leadbox run`, a separate process, SQLite) with
 ``classifier.backend = openai``, the Sheets mirror and SMTP replies on, against local stand-ins
@@ -112,9 +113,11 @@ def daemon_env(fakes: Fakes, tmp: Path, port: int, extra: dict[str, str]) -> dic
     return env
 
 
-def start_daemon(tmp: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def start_daemon(tmp: Path, env: dict[str, str], port: int, tree: Path) -> subprocess.Popen[bytes]:
+    if tree != ROOT:  # that checkout's code, settings and templates (same interpreter and packages)
+        env = {**env, "PYTHONPATH": str(tree), "LEADBOX_REPLY__TEMPLATES_DIR": str(tree / "config/templates")}
     with open(tmp / "daemon.log", "wb") as log:  # the child keeps its own copy of the descriptor
-        p = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(ROOT / "config/agent.toml")],
+        p = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(tree / "config/agent.toml")],
                              cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -150,11 +153,12 @@ async def post_leads(port: int, n: int, tag: str) -> dict[str, tuple[str, bool]]
     return out
 
 
-def run_one(fakes: Fakes, rows: int, latency: float, n: int, extra: dict[str, str]) -> dict[str, Any]:
+def run_one(fakes: Fakes, rows: int, latency: float, n: int, extra: dict[str, str],
+            tree: Path = ROOT) -> dict[str, Any]:
     fakes.prepare(rows, latency)
     tmp = Path(tempfile.mkdtemp(prefix="leadbox-allbackends-"))
     port = free_port()
-    p = start_daemon(tmp, daemon_env(fakes, tmp, port, extra), port)
+    p = start_daemon(tmp, daemon_env(fakes, tmp, port, extra), port, tree)
     try:
         print(f"daemon pid {p.pid} (sheet {rows} rows, LLM latency {latency}s)", file=sys.stderr, flush=True)
         time.sleep(1.0)  # let start-up (sheet open, id column read) finish before the clock starts
@@ -210,6 +214,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, action="append", help="rows already in the sheet (repeatable)")
     ap.add_argument("--latency", type=float, action="append", help="LLM answer delay in seconds (repeatable)")
     ap.add_argument("--env", action="append", default=[], help="extra daemon setting, KEY=VALUE")
+    ap.add_argument("--tree", type=Path, default=ROOT, help="run the daemon from another checkout (a baseline)")
     args = ap.parse_args()
     extra = dict(e.split("=", 1) for e in args.env)
     tmp = Path(tempfile.mkdtemp(prefix="leadbox-fakes-"))
@@ -218,7 +223,7 @@ def main() -> None:
     try:
         for latency in args.latency or [0.0, 0.5]:
             for rows in args.rows or [0, 10_000]:
-                r = run_one(fakes, rows, latency, args.leads, extra)
+                r = run_one(fakes, rows, latency, args.leads, extra, args.tree.resolve())
                 failed = failed or not r["ok"]
                 print(json.dumps(r), flush=True)
     finally:
