@@ -440,6 +440,20 @@ async def test_close_flushes_pending(make_mirror: MirrorFactory, fresh_sheets: S
         await m.mirror(make_lead(2))
 
 
+async def test_close_lets_a_batch_being_retried_finish(make_mirror: MirrorFactory, fresh_sheets: SheetsFake) -> None:
+    # The pipeline no longer waits for rows, so SIGTERM can come with rows still queued and their
+    # append failing: close() gives the retries their time (bounded by close_timeout) instead of
+    # dropping the batch at the first failure.
+    m = make_mirror(backoff_base=0.3, close_timeout=10)
+    await m.start()
+    fresh_sheets.script("values_append", "500", times=1)
+    row = m.submit(make_lead(1))
+    await m.close()  # at once: the first append fails while closing
+    assert fresh_sheets.statuses["500"] == 1
+    assert row.done() and row.exception() is None
+    assert [r[-1] for r in data_rows(fresh_sheets)] == ["lead-00001"]
+
+
 async def test_check_reports_title_worksheet_header(make_mirror: MirrorFactory, fresh_sheets: SheetsFake) -> None:
     await make_mirror().start()
     result = await check(make_mirror())

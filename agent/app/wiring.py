@@ -145,5 +145,7 @@ def make_mirror(config: Config) -> tuple[Mirror | None, Health]:
         credentials_info=info, spreadsheet=s.spreadsheet, worksheet=s.worksheet, endpoint=s.endpoint,
         columns=list(s.columns), batch_size=s.batch_size, flush_seconds=s.flush_seconds,
         category_labels=dict(labels.categories), priority_labels=dict(labels.priorities), timeout=s.timeout,
+        # Within the daemon's own bound on mirror.close() (half the shutdown grace).
+        close_timeout=max(0.5, config.settings.http.shutdown_grace / 2 - 0.5),
     )
     return mirror, Health(HealthState.OK)

@@ -57,5 +57,6 @@ class MirrorLedger:
 
     async def drain(self) -> None:
         """Wait for the writes already noted (at shutdown, before the store closes)."""
+        await asyncio.sleep(0)  # futures settled just before run their callbacks (note) first
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)

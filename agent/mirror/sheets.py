@@ -366,9 +366,9 @@ class SheetMirror:
             if delay is None:
                 delay = min(self._backoff_max, self._backoff_base * 2 ** (attempt - 1))
                 delay *= 1 + random.random() / 4  # spread replicas apart
-            closing = self._batcher.closing
-            if (failure.kind is not Kind.TRANSIENT or attempt > self._max_retries or delay > self._backoff_max
-                    or closing):
+            # Closing does not end the retries: close() bounds them with its own timeout, and rows
+            # still unwritten then stay pending in the store for the catch-up job after a restart.
+            if failure.kind is not Kind.TRANSIENT or attempt > self._max_retries or delay > self._backoff_max:
                 if failure.kind is Kind.TRANSIENT:
                     # Fail fast for a while: what is queued behind would only wait to fail too.
                     cool = max(self._cooldown_seconds, failure.retry_after or 0.0)
