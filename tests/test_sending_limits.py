@@ -206,6 +206,13 @@ async def test_caps_hold_replies_back_until_the_window_opens(make_daemon: Any, t
         until = datetime.fromisoformat(x["reply"]["waiting_until"])
         assert until > datetime.now(UTC) + timedelta(hours=23)  # when the first reply leaves the 24 h
 
+    # The console shows them too: a badge in the list, the time in the lead's timeline.
+    await c.post("/console/login", data={"user": "", "password": TOKEN})
+    listing = await (await c.get("/console/leads", headers={"Accept-Language": "en"})).text()
+    assert listing.count("waiting (sending limits)") == 4
+    page = await (await c.get(f"/console/leads/{x['id']}", headers={"Accept-Language": "en"})).text()
+    assert "Reply: waiting (sending limits)" in page and "until 20" in page
+
     res = await asyncio.to_thread(leadbox, tmp_path, "leads", "list", "--reply", "waiting")
     assert res.returncode == 0 and len(res.stdout.splitlines()) == 4, res.stderr
     assert all("reply waits until" in line and "reply-cap-day" in line for line in res.stdout.splitlines())

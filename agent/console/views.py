@@ -103,6 +103,7 @@ def _row(lead: Lead, labels: Any, now: float) -> dict[str, Any]:
         "priority": pri, "priority_label": labels.priorities.get(pri, pri) if pri else "",
         "received": _when(lead.created_at), "snippet": text[:140] + ("…" if len(text) > 140 else ""),
         "late": lead.state not in FINAL_STATES and now - lead.created_at.timestamp() > LATE_SECONDS,
+        "reply_waiting": lead.reply_status == "waiting",
     }
 
 
@@ -179,6 +180,8 @@ async def timeline(d: WebhookHost, lead: Lead, t: Mapping[str, str]) -> list[dic
         items.append((end, f"{t['attempts']}: {lead.attempts}", lead.last_error or ""))
     items.append((end, f"{t['mirror_status']}: {t.get('status_' + lead.mirror_status, lead.mirror_status)}", ""))
     reply = t.get("status_" + lead.reply_status, lead.reply_status)
+    if lead.reply_status == "waiting" and lead.next_attempt_at is not None:
+        items.append((end, f"{t['reply']}: {reply}", f"{t['until']} {_when(lead.next_attempt_at)}"))
     if lead.replied_at is not None:
         items.append((lead.replied_at.timestamp(), f"{t['reply']}: {reply}", lead.reply_message_id or ""))
     elif lead.state in FINAL_STATES:
