@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from agent.config_alerts import AlertsConfig
 from agent.config_base import Section as _Section
 from agent.config_forms import FormsConfig
 from agent.config_mailboxes import MailboxConfig, check_unique, named_env, resolve_mailboxes
@@ -413,6 +414,7 @@ class Settings(_Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     forms: FormsConfig = Field(default_factory=FormsConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ ENV_NAMES = (
     "OPENAI_API_KEY", "EMAIL_USER", "EMAIL_PASS", "GOOGLE_CREDENTIALS_JSON", "DATABASE_URL",
     "LEADBOX_ADMIN_TOKEN", "LEADBOX_WEBHOOK_SECRET", "GOOGLE_OAUTH_CLIENT_ID",
     "GOOGLE_OAUTH_CLIENT_SECRET", "GOOGLE_OAUTH_REFRESH_TOKEN", "INBOX_OAUTH_TOKEN",
-    "LEADBOX_CONFIG", "LEADBOX_DOTENV", "LEADBOX_SECRET_KEY",
+    "LEADBOX_CONFIG", "LEADBOX_DOTENV", "LEADBOX_SECRET_KEY", "LEADBOX_ALERTS_SECRET",
 )
 
 
@@ -34,6 +34,7 @@ class Secrets:
     google_oauth_refresh_token: str = ""
     inbox_oauth_token: str = ""
     secret_key: str = ""  # signs console sessions; random per process when empty
+    alerts_secret: str = ""  # signs webhook alerts (X-Leadbox-Signature)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Secrets:
@@ -51,6 +52,7 @@ class Secrets:
             google_oauth_refresh_token=g("GOOGLE_OAUTH_REFRESH_TOKEN"),
             inbox_oauth_token=g("INBOX_OAUTH_TOKEN"),
             secret_key=g("LEADBOX_SECRET_KEY"),
+            alerts_secret=g("LEADBOX_ALERTS_SECRET"),
         )
 
     def values(self) -> list[str]:

@@ -519,3 +519,30 @@ async def test_pg_unreachable_database_is_a_clear_error() -> None:
     s = PostgresStore("postgresql://postgres@127.0.0.1:1/none", pool_size=1, pool_timeout=1.0)
     with pytest.raises(ConfigError, match="cannot connect to PostgreSQL"):
         await s.open()
+
+
+async def test_alert_ledger_is_idempotent_and_records_each_outcome(store: Any) -> None:
+    from dataclasses import replace
+
+    [r] = await store.intake_many([lead_in("alert@example.com")])
+    await store.enqueue_alerts(r.lead_id, ["webhook", "email"], 100.0)
+    await store.enqueue_alerts(r.lead_id, ["webhook"], 200.0)  # the step repeated: nothing doubles
+    due = await store.alerts_due(150.0, 10)
+    assert sorted(a.channel for a in due) == ["email", "webhook"] and all(a.created_at == 100.0 for a in due)
+    hook = next(a for a in due if a.channel == "webhook")
+    await store.alert_result(replace(hook, status="sent", attempts=1, sent_at=160.0))
+    mail = next(a for a in due if a.channel == "email")
+    await store.alert_result(replace(mail, attempts=1, next_attempt_at=300.0, last_error="down"))
+    assert await store.alerts_due(200.0, 10) == []  # sent, and the retry is not due yet
+    assert [a.channel for a in await store.alerts_due(300.0, 10)] == ["email"]
+    shown = {a.channel: a for a in await store.alerts_of(r.lead_id)}
+    assert shown["webhook"].status == "sent" and shown["webhook"].sent_at == 160.0
+    assert shown["email"].last_error == "down" and shown["email"].attempts == 1
+    assert await store.digest_last() is None
+    await store.set_digest_last(123.0)
+    await store.set_digest_last(456.0)
+    assert await store.digest_last() == 456.0
+    lead = await store.get(r.lead_id)
+    ts = lead.created_at.timestamp()
+    assert [x.id for x in await store.leads_between(ts - 1, ts + 1, 10)] == [r.lead_id]
+    assert await store.leads_between(ts + 1, ts + 2, 10) == []

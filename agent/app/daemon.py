@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from agent.app.alerts import AlertSender, alert_policy
 from agent.app.listen import bind_listeners
 from agent.app.metrics import Metrics
 from agent.app.privacy import Privacy
@@ -77,6 +79,7 @@ class Daemon:
         self.mirror_off = Health(HealthState.DISABLED, "not started")
         self._started = False
         self._tokens_seen = 0
+        self.alert_sender: AlertSender | None = None  # [alerts]: webhook/e-mail alerts and the digest
         # Built in start(): they may touch files or the network.
         self.svc: Services
         self.worker: Worker
@@ -116,7 +119,10 @@ class Daemon:
             metrics=self.metrics,
             templates_by_mailbox={m.name: Templates(m.templates_dir, s.reply.default_language)
                                   for m in self.mailboxes if m.templates_dir != s.reply.templates_dir},
+            alerts=alert_policy(self.config),
         )
+        if self.svc.alerts is not None or (s.alerts.digest_cron and s.alerts.recipients()):
+            self.alert_sender = AlertSender(self.config, self.store, self.svc.transport, self.metrics)
         self.worker = Worker(self.svc, s.worker, contended=self.intake.contended)
         if mirror is not None:
             mirror.exists = self.store.existing_ids  # an erased person's queued row is never written
@@ -162,6 +168,14 @@ class Daemon:
     def _add_jobs(self) -> None:
         s = self.config.settings
         now = datetime.now(UTC)
+        if self.alert_sender is not None:
+            self.scheduler.add_job(self.alert_sender.run_due, "interval", seconds=1.0, id="alerts-send",
+                                   next_run_time=now)
+            if s.alerts.digest_cron and s.alerts.recipients():
+                from apscheduler.triggers.cron import CronTrigger
+
+                self.scheduler.add_job(self.alert_sender.send_digest, CronTrigger.from_crontab(
+                    s.alerts.digest_cron, timezone=ZoneInfo(s.alerts.timezone)), id="alerts-digest")
         self.scheduler.add_job(self.worker.sweep, "interval", seconds=s.worker.sweep_interval,
                                id="worker-sweep", next_run_time=now)
         if self.config.classifier_backend == "openai":
@@ -214,6 +228,8 @@ class Daemon:
             if self.svc.mirror_ledger is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.svc.mirror_ledger.drain(), timeout=max(1.0, grace / 2))
+            if self.alert_sender is not None:
+                await self.alert_sender.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.svc.transport.close(), timeout=max(1.0, grace / 2))
             with contextlib.suppress(Exception):

@@ -97,6 +97,10 @@ class Metrics:
             ["outcome", "category"],
             registry=r,
         )
+        self.alerts = Counter(
+            "leadbox_alerts", "Team alert attempts, by channel (webhook, email, digest) and outcome "
+            "(sent, retry, failed).", ["channel", "outcome"], registry=r,
+        )
         self.duplicates = Counter(
             "leadbox_duplicates",
             "Contacts from an already known address, kept as interactions.",
@@ -232,6 +236,9 @@ class Metrics:
     def failure(self, step: str) -> None:
         """A step failed for good; its lead is parked as failed."""
         self.failures.labels(step=step).inc()
+
+    def alert(self, channel: str, outcome: str) -> None:
+        self.alerts.labels(channel=channel, outcome=outcome).inc()
 
     def reply_sent(self, transport: str) -> None:
         self.replies_sent.labels(transport=transport).inc()

@@ -12,10 +12,12 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from agent.core.alerts import AlertPolicy
 from agent.core.loop_guard import reply_block_reason
 from agent.core.mirror_ledger import MirrorLedger
 from agent.core.models import Category, Lead, State
@@ -76,6 +78,7 @@ class Services:
     metrics: PipelineMetrics = field(default_factory=NoMetrics)
     # inbox.mailboxes with their own templates_dir: the lead's mailbox -> its templates.
     templates_by_mailbox: dict[str, Templates] = field(default_factory=dict)
+    alerts: AlertPolicy | None = None  # [alerts]: which leads alert, on which channels
 
 
 class Step(Protocol):
@@ -125,6 +128,9 @@ class Prioritize:
         assert lead.category is not None
         d = svc.rules.decide(lead.category, lead.email_norm, lead.text_for_classifier)
         lead.priority, lead.priority_rule = d.priority, d.rule
+        if svc.alerts is not None and (channels := svc.alerts.channels_for(lead)):
+            # Before the step is recorded: a crash here repeats the step, and the insert is idempotent.
+            await svc.store.enqueue_alerts(lead.id, channels, time.time())
         lead.state = State.SAVED
 
 

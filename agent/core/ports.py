@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any, Protocol
 
+from agent.core.alerts import AlertRow
 from agent.core.models import (
     Category,
     Classification,
@@ -369,8 +370,28 @@ class PersonalData(Protocol):
     async def done_erasure(self, erasure_id: int) -> None: ...
 
 
+class AlertLedger(Protocol):
+    """Team alerts: one row per lead and channel (pending -> sent | failed), and the digest's last run."""
+
+    async def enqueue_alerts(self, lead_id: str, channels: Sequence[str], now: float) -> None:
+        """Idempotent: a (lead, channel) already there is left as it is."""
+        ...
+
+    async def alerts_due(self, now: float, limit: int) -> builtins.list[AlertRow]: ...
+
+    async def alert_result(self, row: AlertRow) -> None: ...
+
+    async def alerts_of(self, lead_id: str) -> builtins.list[AlertRow]: ...
+
+    async def digest_last(self) -> float | None: ...
+
+    async def set_digest_last(self, ts: float) -> None: ...
+
+    async def leads_between(self, since: float, until: float, limit: int) -> builtins.list[Lead]: ...
+
+
 class Store(LeadQueue, ReplyLedger, SettleLedger, InboxLedger, LeadReads, Leadership, ConsoleData, PersonalData,
-            Protocol):
+            AlertLedger, Protocol):
     """Durable leads and their queue, the reply and inbox ledgers, reads, leadership and the console's data."""
 
     async def open(self) -> None: ...

@@ -303,7 +303,9 @@ async def get_lead(request: web.Request) -> web.Response:
     lead = await d.store.get(request.match_info["id"])
     if lead is None:
         return _error(404, "id", "no lead with this id")
-    return web.json_response(lead_json(lead, d.config.settings.labels))
+    body = lead_json(lead, d.config.settings.labels)
+    body["alerts"] = [a.as_json() for a in await d.store.alerts_of(lead.id)]  # each channel and its status
+    return web.json_response(body)
 
 
 # Query filters and the enums that say their allowed values.

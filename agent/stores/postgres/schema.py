@@ -106,6 +106,16 @@ MIGRATIONS: list[str] = [
       created_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # 5: team alerts: one row per lead and channel, and the digest's last run (issue 16)
+    """
+    CREATE TABLE alerts (
+      lead_id TEXT COLLATE "C" NOT NULL, channel TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+      next_attempt_at DOUBLE PRECISION NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+      sent_at DOUBLE PRECISION, last_error TEXT, PRIMARY KEY (lead_id, channel)
+    );
+    CREATE INDEX alerts_due ON alerts (status, next_attempt_at);
+    CREATE TABLE alert_digest (id INTEGER PRIMARY KEY CHECK (id = 1), last_at DOUBLE PRECISION NOT NULL);
+    """,
 ]
 
 def advisory_key(name: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.stores.postgres.alerts import PostgresAlerts
 from agent.stores.postgres.console import PostgresConsole
 from agent.stores.postgres.inbox import PostgresInbox
 from agent.stores.postgres.leadership import PostgresLeadership
@@ -11,8 +12,8 @@ from agent.stores.postgres.reads import PostgresReads
 from agent.stores.postgres.replies import PostgresReplies
 
 
-class PostgresStore(PostgresPrivacy, PostgresConsole, PostgresInbox, PostgresQueue, PostgresReplies, PostgresReads,
-                    PostgresLeadership):
+class PostgresStore(PostgresAlerts, PostgresPrivacy, PostgresConsole, PostgresInbox, PostgresQueue, PostgresReplies,
+                    PostgresReads, PostgresLeadership):
     """The Store protocol on PostgreSQL, safe for several processes at once."""
 
     async def close(self) -> None:

@@ -125,6 +125,16 @@ MIGRATIONS: list[str] = [
       id INTEGER PRIMARY KEY, email_norm TEXT NOT NULL, lead_ids TEXT NOT NULL, created_at REAL NOT NULL
     );
     """,
+    # 5: team alerts: one row per lead and channel, and the digest's last run (issue 16)
+    """
+    CREATE TABLE alerts (
+      lead_id TEXT NOT NULL, channel TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+      next_attempt_at REAL NOT NULL, created_at REAL NOT NULL, sent_at REAL, last_error TEXT,
+      PRIMARY KEY (lead_id, channel)
+    );
+    CREATE INDEX alerts_due ON alerts (status, next_attempt_at);
+    CREATE TABLE alert_digest (id INTEGER PRIMARY KEY CHECK (id = 1), last_at REAL NOT NULL);
+    """,
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.stores.sqlite.alerts import SqliteAlerts
 from agent.stores.sqlite.console import SqliteConsole
 from agent.stores.sqlite.inbox import SqliteInbox
 from agent.stores.sqlite.privacy import SqlitePrivacy
@@ -10,7 +11,8 @@ from agent.stores.sqlite.reads import SqliteReads
 from agent.stores.sqlite.replies import SqliteReplies
 
 
-class SqliteStore(SqlitePrivacy, SqliteConsole, SqliteInbox, SqliteQueue, SqliteReplies, SqliteReads):
+class SqliteStore(SqliteAlerts, SqlitePrivacy, SqliteConsole, SqliteInbox, SqliteQueue, SqliteReplies,
+                  SqliteReads):
     """The Store protocol on one SQLite file."""
 
     async def try_acquire_leadership(self, name: str) -> bool:

@@ -1,0 +1,231 @@
+"""Team alerts against a local HTTP receiver (webhook) and aiosmtpd (e-mail, digest).
+
+Priorities are made deterministic: every category is medium or low, and the domain
+vip.example is high (priority.domains), so which leads alert never depends on the classifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from email import message_from_bytes, policy
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.fixtures.daemon import DaemonProcess, all_final, free_port, wait_for
+
+SECRET = "alert-signing-secret"
+
+
+def alerts_env(url: str, **over: str) -> dict[str, str]:
+    env = {
+        "LEADBOX_PRIORITY__BY_CATEGORY": json.dumps({"support": "medium", "sales": "medium", "info": "medium",
+                                                     "spam": "low"}),
+        "LEADBOX_PRIORITY__URGENT_WORDS": "[]",
+        "LEADBOX_PRIORITY__DOMAINS": json.dumps({"vip.example": "high"}),
+        "LEADBOX_ALERTS__WEBHOOK_URL": url, "LEADBOX_ALERTS__RETRY_BASE": "0.2",
+        "LEADBOX_ALERTS__RETRY_MAX": "0.5", "LEADBOX_ALERTS__TIMEOUT": "5",
+        "LEADBOX_ALERTS_SECRET": SECRET, "LEADBOX_ADMIN_TOKEN": "tok",
+        "LEADBOX_HTTP__PUBLIC_URL": "https://leads.ourco.example",
+    }
+    env.update(over)
+    return env
+
+
+def lead(i: int, domain: str) -> dict[str, str]:
+    return {"name": f"Cliente {i}", "email": f"c{i}@{domain}", "message": f"Hola, quisiera información del plan {i}."}
+
+
+class Receiver:
+    """An incoming-webhook endpoint on 127.0.0.1 that can be taken down and brought back on its port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.got: list[tuple[dict[str, str], bytes]] = []
+        self.hold: asyncio.Event | None = None  # set: requests wait for it before answering
+        self.arrived = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.got.append((dict(request.headers), body))
+        self.arrived.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        return web.json_response({"ok": True})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def keys(self) -> list[str]:
+        return [h["Idempotency-Key"] for h, _ in self.got]
+
+
+@pytest.fixture
+async def receiver() -> Any:
+    r = Receiver()
+    yield r
+    if r.hold is not None:
+        r.hold.set()
+    await r.stop()
+
+
+def check_signature(headers: dict[str, str], body: bytes) -> None:
+    ts = headers["X-Leadbox-Timestamp"]
+    want = "sha256=" + hmac.new(SECRET.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Leadbox-Signature"], want)
+    assert abs(int(ts) - time.time()) < 600
+
+
+async def test_webhook_alert_signed_once_per_high_lead_and_none_for_others(
+        make_daemon: Any, receiver: Receiver) -> None:
+    await receiver.start()
+    d, client = await make_daemon(alerts_env(receiver.url))
+    ids = {}
+    for i, domain in enumerate(["vip.example", "other.example", "sub.vip.example", "plain.example"]):
+        r = await client.post("/leads", json=lead(i, domain))
+        assert r.status == 202
+        ids[domain] = (await r.json())["id"]
+    await wait_for(lambda: all_final(d, 4), what="leads processed")
+    await wait_for(lambda: _ge(len(receiver.got), 2), what="two alerts")
+    assert d.alert_sender is not None
+    await d.alert_sender.run_due()  # one more pass: nothing is due, nothing is sent again
+    assert sorted(receiver.keys()) == sorted([ids["vip.example"], ids["sub.vip.example"]])
+    for headers, body in receiver.got:
+        check_signature(headers, body)
+        payload = json.loads(body)
+        assert payload["event"] == "lead.alert" and payload["lead"]["id"] == headers["Idempotency-Key"]
+        assert payload["lead"]["priority"] == "high" and payload["lead"]["priority_rule"]
+        assert payload["lead"]["intake"] == "webhook" and payload["lead"]["mailbox"] is None
+        assert payload["url"] == f"https://leads.ourco.example/console/leads/{payload['lead']['id']}"
+        # A tampered body does not verify.
+        with pytest.raises(AssertionError):
+            check_signature(headers, body + b" ")
+    h = {"Authorization": "Bearer tok"}
+    shown = await (await client.get(f"/leads/{ids['vip.example']}", headers=h)).json()
+    assert [(a["channel"], a["status"], a["attempts"]) for a in shown["alerts"]] == [("webhook", "sent", 1)]
+    assert (await (await client.get(f"/leads/{ids['other.example']}", headers=h)).json())["alerts"] == []
+    metrics = await (await client.get("/metrics")).text()
+    assert 'leadbox_alerts_total{channel="webhook",outcome="sent"} 2.0' in metrics
+
+
+async def _ge(a: int, b: int) -> bool:
+    return a >= b
+
+
+async def test_receiver_down_then_back_delivers_every_alert_once(make_daemon: Any, receiver: Receiver) -> None:
+    d, client = await make_daemon(alerts_env(receiver.url, LEADBOX_ALERTS__WEBHOOK_FORMAT="slack"))
+    ids = []
+    for i in range(3):
+        r = await client.post("/leads", json=lead(i, "vip.example"))
+        ids.append((await r.json())["id"])
+
+    async def retried() -> bool:  # every alert failed at least once against the closed port
+        rows = [a for x in ids for a in await d.store.alerts_of(x)]
+        return len(rows) == 3 and all(a.attempts >= 1 and a.status == "pending" for a in rows)
+    await wait_for(retried, what="failed attempts while the receiver is down")
+    await receiver.start()
+    await wait_for(lambda: _ge(len(receiver.got), 3), what="three alerts after the receiver is back")
+    assert d.alert_sender is not None
+    await d.alert_sender.run_due()
+    assert sorted(receiver.keys()) == sorted(ids)
+    for headers, body in receiver.got:
+        text = json.loads(body)["text"]  # Slack format: the same facts as text
+        assert "high" in text and "vip.example" in text and "<https://leads.ourco.example/console/leads/" in text
+        check_signature(headers, body)
+    metrics = await (await client.get("/metrics")).text()
+    assert 'leadbox_alerts_total{channel="webhook",outcome="retry"}' in metrics
+
+
+@pytest.mark.slow
+async def test_kill_9_while_sending_loses_nothing_and_repeats_with_the_same_key(
+        daemon_process: Any, receiver: Receiver) -> None:
+    await receiver.start()
+    receiver.hold = asyncio.Event()  # the first request hangs: the daemon dies while sending it
+    p: DaemonProcess = daemon_process(alerts_env(receiver.url))
+    await asyncio.to_thread(p.start)
+    ids = []
+    async with aiohttp.ClientSession() as http:
+        for i in range(3):
+            async with http.post(f"{p.url}/leads", json=lead(i, "vip.example")) as r:
+                assert r.status == 202
+                ids.append((await r.json())["id"])
+    await asyncio.wait_for(receiver.arrived.wait(), timeout=20)
+    await asyncio.to_thread(p.kill)  # kill -9 between the send and its record
+    first = receiver.keys()[0]
+    receiver.hold.set()
+    receiver.hold = None
+    await asyncio.to_thread(p.start)
+    await wait_for(lambda: _ge(len(set(receiver.keys())), 3), timeout=30, what="every alert after the restart")
+    keys = receiver.keys()
+    assert set(keys) == set(ids)  # nothing lost
+    for k in set(keys):
+        assert keys.count(k) == 1 or k == first  # only the one in flight at the kill repeats
+    for headers, body in receiver.got:
+        assert json.loads(body)["lead"]["id"] == headers["Idempotency-Key"]  # a repeat carries the same key
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{p.url}/leads/{first}", headers={"Authorization": "Bearer tok"}) as r:
+            assert [a["status"] for a in (await r.json())["alerts"]] == ["sent"]
+    assert p.terminate() == 0
+
+
+async def test_email_alerts_ignore_reply_caps_and_loop_protection_and_the_digest(
+        make_daemon: Any, smtp_server: Any) -> None:
+    team = "leads@ourco.example"  # our own address: loop protection must not stop the team's alert
+    env = alerts_env("", LEADBOX_ALERTS__EMAIL_TO=team, LEADBOX_ALERTS__DIGEST_CRON="0 8 * * 1-5",
+                     LEADBOX_ALERTS__TIMEZONE="Europe/Madrid", LEADBOX_REPLY__MAX_PER_HOUR="1")
+    env.update({
+        "LEADBOX_REPLY__TRANSPORT": "smtp", "LEADBOX_REPLY__SMTP_HOST": smtp_server.host,
+        "LEADBOX_REPLY__SMTP_PORT": str(smtp_server.port_tls), "LEADBOX_REPLY__SMTP_SECURITY": "tls",
+        "LEADBOX_REPLY__CA_FILE": smtp_server.ca_file, "LEADBOX_REPLY__SMTP_TIMEOUT": "3",
+        "EMAIL_USER": smtp_server.username, "EMAIL_PASS": smtp_server.password,
+        "LEADBOX_REPLY__FROM_ADDRESS": team,
+    })
+    d, client = await make_daemon(env)
+    job = d.scheduler.get_job("alerts-digest")
+    assert job is not None and str(job.next_run_time.tzinfo) == "Europe/Madrid"
+    assert job.next_run_time.hour == 8 and job.next_run_time.weekday() < 5
+    for i, domain in enumerate(["vip.example", "vip.example", "other.example"]):
+        assert (await client.post("/leads", json=lead(i, domain))).status == 202
+
+    def alerts() -> list[Any]:
+        return [m for m in smtp_server.messages if m["rcpt_tos"] == [team]]
+
+    await wait_for(lambda: _ge(len(alerts()), 2), what="two alert mails")
+    await wait_for(lambda: _ge(len(smtp_server.messages), 3), what="one customer reply")
+    customer = [m for m in smtp_server.messages if m["rcpt_tos"] != [team]]
+    assert len(customer) == 1  # reply.max_per_hour = 1 held the other customers' replies, not the alerts
+    assert d.alert_sender is not None
+    assert await d.alert_sender.send_digest()
+    mails = [message_from_bytes(m["data"], policy=policy.default) for m in alerts()]
+    subjects = [str(m["Subject"]) for m in mails]
+    assert sum("high" in s and "lead" in s for s in subjects) == 2
+    alert_body = mails[0].get_content()
+    assert "vip.example" in alert_body and "https://leads.ourco.example/console/leads/" in alert_body
+    digest = [m for m in mails if "digest" in str(m["Subject"])]
+    assert len(digest) == 1 and "3 lead(s), 0 failed" in str(digest[0]["Subject"])
+    text = digest[0].get_content()
+    assert "high" in text and "medium" in text and "Failed: 0" in text
+    # The next digest covers only what came after this one.
+    assert await d.alert_sender.send_digest()
+    later = [message_from_bytes(m["data"], policy=policy.default) for m in alerts()][-1]
+    assert "0 lead(s)" in str(later["Subject"])
