@@ -24,6 +24,7 @@ from agent.core.models import Category, Lead, State
 from agent.core.ports import Classifier, MailTransport, Mirror, NoMetrics, PipelineMetrics, Store
 from agent.core.priority import PriorityRules
 from agent.core.replies import Templates, compose_reply, reply_message_id
+from agent.core.settle import FOUND
 from agent.core.states import GateNote, GatePrior, LedgerStatus, MirrorStatus, ReplyStatus
 from agent.core.text import classifier_text
 from agent.core.validation import mailbox_key
@@ -216,8 +217,11 @@ class Reply:
             if known is None:
                 await store.reply_done(lead.id, LedgerStatus.UNCERTAIN)
                 prior = LedgerStatus.UNCERTAIN
+            elif known:  # the mailbox has it (reply.settle): it went out before the interruption
+                prior = LedgerStatus.SENT
+                lead.reply_reason = f"{FOUND}: {mid} (looked up after an interruption)"
             else:
-                prior = LedgerStatus.SENT if known else None
+                prior = None
         if prior is LedgerStatus.UNCERTAIN:  # decided before (perhaps by a process that died since): keep it
             lead.reply_status, lead.reply_message_id = ReplyStatus.UNCERTAIN, mid
             lead.state = State.FAILED
