@@ -8,8 +8,8 @@ itself, into its INBOX (``self-copy``). Each message has a fate:
 - ``accept``: filed, 250;
 - ``silent``: taken and filed, but the answer never comes in time (the client gives up: the
   reply is ``uncertain`` although it went out);
-- ``lose``: the connection drops after the final dot and nothing is taken (``uncertain``, and
-  the customer has no answer).
+- ``lose``: the answer never comes in time and the message is not taken (``uncertain``, and the
+  customer has no answer).
 
 Dovecot's \\Sent folder comes from ``special_use`` in the namespace config
 (tests/fixtures/mailservers.py); a test creates it when it wants it.
@@ -52,17 +52,21 @@ class FilingSink(SlowSink):
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         fate = self.fates.pop(0) if self.fates else "accept"
-        if fate == "lose":  # the connection drops after the final dot: nothing is taken
-            if server.transport is not None:
-                server.transport.abort()
-            return "421 4.4.2 connection dropped"
+        if fate == "lose":  # no answer in time, and in the end the message is not taken
+            await asyncio.sleep(3.0)
+            return "451 4.3.0 not taken"
         data = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
-        if self.mode == "sent-folder":
-            await asyncio.to_thread(self.dovecot.append, self.account, "Sent", data)
-        elif self.account in envelope.rcpt_tos:
-            await asyncio.to_thread(self.dovecot.append, self.account, "INBOX", data)
-        with self._guard:
-            self.delivered.append({"rcpt_tos": list(envelope.rcpt_tos), "data": data})
+        rcpts = list(envelope.rcpt_tos)
+
+        def file_and_keep() -> None:  # together, even if the client dies meanwhile
+            with self._guard:
+                if self.mode == "sent-folder":
+                    self.dovecot.append(self.account, "Sent", data)
+                elif self.account in rcpts:
+                    self.dovecot.append(self.account, "INBOX", data)
+                self.delivered.append({"rcpt_tos": rcpts, "data": data})
+
+        await asyncio.to_thread(file_and_keep)
         if fate == "silent":  # taken and filed; the answer comes after the client's timeout
             await asyncio.sleep(3.0)
         return "250 OK"
@@ -220,6 +224,7 @@ async def test_a_lost_reply_is_sent_exactly_once_more_after_the_grace_period(
     await asyncio.sleep(1.0)  # a third send would show now
     got = sorted(m["rcpt_tos"][0] for m in sink.to_customers())
     assert got == sorted(f"l{i}@cliente.example" for i in range(3))  # each exactly once
+    await d.stop()  # before the SMTP server: its pooled sessions end with a QUIT
 
 
 async def test_a_resent_reply_lost_again_is_left_for_a_human(
@@ -238,6 +243,7 @@ async def test_a_resent_reply_lost_again_is_left_for_a_human(
     assert sink.to_customers() == []  # tried twice, never a third time; a human decides
     lead = await d.store.get(lead_id)
     assert lead is not None and lead.state is State.FAILED and lead.reply_status is ReplyStatus.UNCERTAIN
+    await d.stop()  # before the SMTP server: its pooled sessions end with a QUIT
 
 
 async def _is_uncertain_again(d: Any, lead_id: str) -> bool:
@@ -268,6 +274,7 @@ async def test_an_unreadable_mailbox_leaves_the_reply_uncertain_and_sends_nothin
     assert sink.to_customers() == []
     lead = await d.store.get(lead_id)
     assert lead is not None and lead.state is State.FAILED and lead.reply_status is ReplyStatus.UNCERTAIN
+    await d.stop()  # before the SMTP server: its pooled sessions end with a QUIT
 
 
 async def test_self_copies_are_never_leads_and_go_to_their_folder(
@@ -291,6 +298,7 @@ async def test_self_copies_are_never_leads_and_go_to_their_folder(
     # The moved copy still settles: a lookup finds it in the self-copy folder.
     search = await d.sent_lookup.find_sent([mid])
     assert search.found == {mid: "Leads/Sent"}
+    await d.stop()  # before the SMTP server: its pooled sessions end with a QUIT
 
 
 @pytest.mark.slow
