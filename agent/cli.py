@@ -201,7 +201,7 @@ def cmd_corrections(args: argparse.Namespace) -> int:
 def cmd_forget(args: argparse.Namespace) -> int:
     from agent.app import privacy_commands
 
-    return privacy_commands.forget(_config(args), args.email, args.yes)
+    return privacy_commands.forget(_config(args), args.email, args.yes, args.mailbox)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -298,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("forget", cmd_forget, "erase a person everywhere leadbox wrote (store, outbox files, sheet)")
     sp.add_argument("email", help="the person's address (matched as dedupe matches it)")
     sp.add_argument("--yes", action="store_true", help="do not ask for confirmation (never asked without a terminal)")
+    sp.add_argument("--mailbox", action="store_true", help="also move their original mails in the IMAP mailbox "
+                    "to Trash (flagged deleted and expunged when there is no \\Trash folder)")
     sp = add("export", cmd_export, "print everything leadbox holds about a person, as one JSON document")
     sp.add_argument("email", help="the person's address")
     sp = add("retention", cmd_retention, "apply store.retention_days now (the daemon does it daily)")

@@ -346,8 +346,8 @@ class Daemon:
         if not self.intake.contended():
             await self.store.index_search()
 
-    async def forget_person(self, email: str) -> dict[str, Any]:
-        return await self.privacy.forget(email)
+    async def forget_person(self, email: str, *, mailbox: bool = False) -> dict[str, Any]:
+        return await self.privacy.forget(email, mailbox=mailbox)
 
     async def export_person(self, email: str) -> dict[str, Any]:
         return await self.privacy.export(email)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.app.wiring import make_forget_mailboxes
 from agent.config import Config
 from agent.core.models import Lead
 from agent.core.ports import Mirror, Store
@@ -25,6 +26,7 @@ from agent.intake.webhook import lead_json
 
 log = logging.getLogger("leadbox.privacy")
 
+MAILBOX_OFF = "not configured: inbox.enabled = false, no mailbox to search"
 HEADER_BYTES = 8192  # the part of an .eml file read to find its recipient
 
 
@@ -45,8 +47,12 @@ class Privacy:
                 raise TransientError("a lead of this person is being processed right now; try again in a minute")
             await asyncio.sleep(0.2)
 
-    async def forget(self, email: str, *, wait_seconds: float = 30.0) -> dict[str, Any]:
-        """Erase the person; returns what was removed, per place (idempotent: zeros the second time)."""
+    async def forget(self, email: str, *, wait_seconds: float = 30.0, mailbox: bool = False) -> dict[str, Any]:
+        """Erase the person; returns what was removed, per place (idempotent: zeros the second time).
+
+        With ``mailbox``, their original mails also leave the IMAP mailbox (``report["mailbox"]``),
+        after everything else: a mailbox that cannot be reached never keeps the rest from going.
+        """
         norm = self.key(email)
         leads = await self.store.person_leads(norm, email)
         ids = [x.id for x in leads]
@@ -57,6 +63,8 @@ class Privacy:
         addresses = {email.strip().lower(), norm} | {x.email.strip().lower() for x in leads}
         report["outbox_files"] = self._erase_outbox(ids, addresses)
         report["sheet"] = await self._erase_sheet(norm, ids)
+        if mailbox:
+            report["mailbox"] = await self._erase_mailbox(norm, addresses)
         log.info("personal data erased", extra={"event": "forget", "reason": f"{len(ids)} lead(s)"})
         return report
 
@@ -88,6 +96,22 @@ class Privacy:
         except LeadboxError as e:
             await self.store.add_pending_erasure(norm, lead_ids)
             return f"pending: {e}; a job retries until it is done"
+
+    async def _erase_mailbox(self, norm: str, addresses: set[str]) -> list[dict[str, object]] | str:
+        """The person's mails in each polled mailbox go to Trash (or are expunged), one session each."""
+        from agent.intake.mailbox_erase import Person, erase_person_mail
+
+        accounts = make_forget_mailboxes(self.config)
+        if not accounts:
+            return MAILBOX_OFF
+        person = Person(norm, frozenset(a for a in addresses if a),
+                        fold_gmail=self.config.settings.dedupe.fold_gmail)
+        own_copy = self.config.settings.reply.self_copy_folder
+        out = []
+        for box, folders in accounts:
+            done = await asyncio.to_thread(erase_person_mail, box, folders, person, own_copy_folder=own_copy)
+            out.append(done.as_dict())
+        return out
 
     async def retry_pending(self) -> int:
         """The job: erase sheet rows that could not be reached before; returns how many were done."""

@@ -42,7 +42,24 @@ def _check(email: str) -> str | None:
     return f"not an email address: {problem}" if problem else None
 
 
-def forget(config: Config, email: str, yes: bool) -> int:
+def _print_mailbox(what: object) -> bool:
+    """One line per folder searched; what was not reached on stderr. True when all was reached."""
+    if isinstance(what, str):
+        print(f"forget: --mailbox: {what}; everything else was erased", file=sys.stderr)
+        return False
+    ok = True
+    for account in what if isinstance(what, list) else []:
+        name, action = account["account"], account["action"]
+        for folder, count in account["folders"].items():
+            print(f"mailbox {name} {folder}: {count} {action}")
+        for where, reason in account["errors"].items():
+            ok = False
+            print(f"forget: mailbox {name} {where}: not reached ({reason}); everything else was erased",
+                  file=sys.stderr)
+    return ok
+
+
+def forget(config: Config, email: str, yes: bool, mailbox: bool = False) -> int:
     if (problem := _check(email)) is not None:
         print(f"forget: {problem}", file=sys.stderr)
         return 2
@@ -53,12 +70,13 @@ def forget(config: Config, email: str, yes: bool) -> int:
             return 1
 
     async def go(p: Privacy) -> int:
-        report = await p.forget(email.strip())
+        report = await p.forget(email.strip(), mailbox=mailbox)
+        mails = report.pop("mailbox", None)
         for place, what in report.items():
             print(f"{place}: {what}")
         if isinstance(report.get("sheet"), str) and str(report["sheet"]).startswith("pending"):
             print("forget: done except the sheet, which the daemon's job will finish", file=sys.stderr)
-        return 0
+        return 0 if not mailbox or _print_mailbox(mails) else 1
 
     try:
         return asyncio.run(_with_privacy(config, True, go))

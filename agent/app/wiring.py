@@ -7,7 +7,7 @@ never imports openai, gspread or psycopg.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.config import Config
 from agent.core.models import Health
@@ -19,6 +19,7 @@ from agent.stores import open_store
 if TYPE_CHECKING:
     from agent.classifiers.local import LocalClassifier
     from agent.config_mailboxes import Mailbox
+    from agent.intake.imap import ImapMailbox
     from agent.mail.settle import MailboxSentLookup
 
 log = logging.getLogger("leadbox.daemon")
@@ -77,6 +78,28 @@ def make_sent_lookup(config: Config) -> MailboxSentLookup | None:
         r.settle, host=i.host, port=i.port, security=i.security, username=user, password=password,
         oauth2_token=token, ca_file=i.ca_file, timeout=i.timeout, sent_folder=r.sent_folder,
         self_copy_folder=r.self_copy_folder, self_copy_address=own)
+
+
+def make_forget_mailboxes(config: Config) -> list[tuple[ImapMailbox, list[str]]]:
+    """The IMAP accounts ``forget --mailbox`` searches (every polled mailbox), each with the folders
+    leadbox reads or files mail into; empty when no inbox is polled. Sessions of their own, never
+    a poller's connection."""
+    from agent.intake.imap import ImapMailbox
+    from agent.intake.imap_auth import GoogleTokenSource, make_token_source
+
+    r, s = config.settings.reply, config.secrets
+    out = []
+    for m in make_mailboxes(config):
+        i = m.inbox
+        auth: dict[str, Any] = {"password": m.password or ""}
+        if i.auth == "xoauth2":
+            auth = {"oauth2_token": GoogleTokenSource(s.google_oauth_client_id, s.google_oauth_client_secret,
+                                                      m.refresh_token, timeout=i.timeout)
+                    if m.refresh_token else make_token_source(config)}
+        box = ImapMailbox(i.host, i.port, security=i.security, username=m.username, folder=i.folder,
+                          ca_file=i.ca_file or None, timeout=i.timeout, **auth)
+        out.append((box, [i.folder, i.move_to, i.quarantine_folder, r.self_copy_folder]))
+    return out
 
 
 def make_transport(config: Config, lookup: MailboxSentLookup | None = None) -> MailTransport:

@@ -3,6 +3,7 @@
 ``webhook`` and ``openapi`` serve ``POST /leads`` and the admin API; ``access`` holds webhook
 auth and rate limiting; ``batching`` groups concurrent intakes into one store transaction;
 ``inbox`` polls mailboxes (scheduling and leadership), ``imap`` and ``imap_auth`` are the IMAP
-adapter, ``email_parse`` turns a raw mail into a lead. Modules here may import ``agent.core``,
+adapter (``mailbox_erase``: ``forget --mailbox`` over it), ``email_parse`` turns a raw mail into
+a lead. Modules here may import ``agent.core``,
 ``agent.config``, ``agent.errors`` and the metrics object; never ``agent.app`` wiring or a store.
 """

@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
@@ -128,6 +128,10 @@ class ImapMailbox:
         except IMAPClientError as exc:
             # A NO/BAD answer: the connection still works, but the step failed.
             raise TransientError(f"imap {what}: server refused: {exc}") from exc
+
+    def guard(self, what: str) -> AbstractContextManager[None]:
+        """The same failure mapping for an IMAP step done outside this class (forget --mailbox)."""
+        return self._guard(what)
 
     def connect(self) -> None:
         """Open the connection, log in and select the folder.

@@ -1,7 +1,8 @@
 """Admin routes for personal-data requests: ``DELETE /leads/{id}`` and ``GET /leads/export?email=``.
 
 ``DELETE /leads/{id}`` erases the whole person of that lead (every lead with that address), as
-``leadbox forget`` does; ``GET /leads/export`` returns one JSON document with everything held.
+``leadbox forget`` does (``?mailbox=1``: with ``--mailbox``, the report's ``mailbox`` says what
+was not reached); ``GET /leads/export`` returns one JSON document with everything held.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ async def delete_lead(request: web.Request) -> web.StreamResponse:
     if lead is None:
         return error_response(request, 404, [FieldError("id", "no lead with this id")])
     try:
-        report = await d.forget_person(lead.email)
+        report = await d.forget_person(lead.email, mailbox=request.query.get("mailbox", "") in ("1", "true", "yes"))
     except TransientError as e:
         return error_response(request, 503, [FieldError("id", str(e))], {"Retry-After": "30"})
     return web.json_response({"id": lead.id, "erased": report})

@@ -63,8 +63,9 @@ class WebhookHost(Protocol):
 
     async def refresh_gauges(self) -> None: ...
 
-    async def forget_person(self, email: str) -> dict[str, Any]:
-        """Erase the person with this address everywhere (personal-data request); what went, per place."""
+    async def forget_person(self, email: str, *, mailbox: bool = False) -> dict[str, Any]:
+        """Erase the person with this address everywhere (personal-data request); what went, per place.
+        ``mailbox``: their original mails in the IMAP mailbox too."""
         ...
 
     async def export_person(self, email: str) -> dict[str, Any]:
