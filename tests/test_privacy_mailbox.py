@@ -6,6 +6,7 @@ The fixture's namespace flags a folder ``Papelera`` as ``\\Trash`` and ``Archivo
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.fixtures.daemon import settle, wait_for
@@ -145,3 +146,32 @@ async def test_mailbox_down_is_one_line_and_the_store_is_still_erased(
     said = [x for x in off.stderr.splitlines() if not x.startswith("{")]
     assert said == ["forget: --mailbox: not configured: inbox.enabled = false, no mailbox to search; "
                     "everything else was erased"]
+
+
+async def test_every_configured_mailbox_is_searched_and_a_refused_one_is_named(
+        dovecot: DovecotServer, tmp_path: Any) -> None:
+    ventas, soporte, broken = dovecot.add_user(), dovecot.add_user(), dovecot.add_user()
+    c = dovecot.client(ventas, tls=False)
+    c.create_folder("Papelera")  # soporte has no Trash: its mail is expunged
+    c.logout()
+    for user in (ventas, soporte):
+        dovecot.append(user, "INBOX", mail(1, sender=f"Rosa <{PERSON}>"))
+        dovecot.append(user, "INBOX", mail(4, sender="Otro <otro@empresa.example>"))
+    boxes = [
+        {"name": "ventas", "username": ventas, "from_address": "ventas@ourco.example", "password_env": "PW_V"},
+        {"name": "soporte", "username": soporte, "from_address": "soporte@ourco.example", "password_env": "PW_S"},
+        {"name": "info", "username": broken, "from_address": "info@ourco.example", "password_env": "PW_I"},
+    ]
+    env = inbox_env(dovecot, ventas, tmp_path, LEADBOX_INBOX__MAILBOXES=json.dumps(boxes),
+                    PW_V=dovecot.users[ventas], PW_S=dovecot.users[soporte], PW_I="wrong-password")
+    out = cli(tmp_path, "forget", PERSON, "--mailbox", env=env)
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert f"mailbox {ventas}@127.0.0.1 INBOX: 1 moved to Papelera" in lines, out.stdout
+    assert f"mailbox {soporte}@127.0.0.1 INBOX: 1 flagged \\Deleted and expunged" in lines, out.stdout
+    for user in (ventas, soporte):
+        assert folder_senders(dovecot, user, "INBOX") == ["From: Otro <otro@empresa.example>"]
+    (line,) = [x for x in out.stderr.splitlines() if not x.startswith("{")]
+    assert line.startswith(f"forget: mailbox {broken}@127.0.0.1 connect: not reached (imap 127.0.0.1: login "
+                           f"refused for {broken}"), line
+    assert "wrong-password" not in out.stdout + out.stderr
