@@ -126,6 +126,15 @@ async def test_webhook_alert_signed_once_per_high_lead_and_none_for_others(
     assert (await (await client.get(f"/leads/{ids['other.example']}", headers=h)).json())["alerts"] == []
     metrics = await (await client.get("/metrics")).text()
     assert 'leadbox_alerts_total{channel="webhook",outcome="sent"} 2.0' in metrics
+    # The console's lead timeline shows the alert too (its cookie is https-only here: built directly).
+    from agent.console.i18n import WORDS
+    from agent.console.views import timeline
+
+    for domain, want in (("vip.example", ["Team alert webhook: sent"]), ("other.example", [])):
+        got = await d.store.get(ids[domain])
+        assert got is not None
+        lines = [x["text"] for x in await timeline(d, got, WORDS["en"])]
+        assert [x for x in lines if x.startswith("Team alert")] == want
 
 
 async def _ge(a: int, b: int) -> bool:
