@@ -540,3 +540,12 @@ async def test_known_emails_without_an_email_column_is_a_config_error(
     m = make_mirror(columns=["id", "name"])
     with pytest.raises(ConfigError, match="email"):
         await m.known_emails()
+
+
+async def test_optional_mailbox_column(make_mirror: MirrorFactory, fresh_sheets: SheetsFake) -> None:
+    """inbox.mailboxes: the sheet can show which mailbox a lead wrote to (empty for webhook leads)."""
+    m = make_mirror(columns=["id", "mailbox", "intake"])
+    await m.mirror(make_lead(1, mailbox="ventas", intake="email"))
+    await m.mirror(make_lead(2))
+    rows = fresh_sheets.rows()
+    assert rows[1][:2] == ["lead-00001", "ventas"] and rows[2][:2] == ["lead-00002", ""]
