@@ -26,7 +26,8 @@ def _setup_logging(config: Config | None, *, stream: Any = sys.stderr) -> None:
     level = config.settings.logging.level if config else "INFO"
     fmt = config.settings.logging.format if config else "auto"
     configure_logging(level=level, json_format={"auto": None, "json": True, "text": False}[fmt],
-                      stream=stream, secrets=secret_values_from_env(os.environ))
+                      stream=stream, secrets=secret_values_from_env(os.environ)
+                      + list(config.named_secrets.values() if config else ()))  # inbox.mailboxes' passwords
     # APScheduler logs every run at INFO: once a second is noise in a months-long log.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 

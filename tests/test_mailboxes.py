@@ -175,3 +175,24 @@ def test_mailbox_config_errors_name_the_mailbox_and_never_the_secret(tmp_path: P
         "ventas", "s3cret", "Ventas", True, config.settings.inbox.host)
     assert "s3cret" not in repr(m) and "s3cret" not in repr(config)
     assert {"ventas@ourco.example", "v@ourco.example"} <= config.own_addresses
+
+
+def test_mailbox_passwords_are_redacted_from_logs(tmp_path: Path) -> None:
+    import io
+    import logging
+
+    from agent.cli import _setup_logging
+
+    env = base_env(tmp_path)
+    env.update({"LEADBOX_INBOX__ENABLED": "true", "EMAIL_USER": "x@ourco.example", "EMAIL_PASS": "p",
+                "PW_VENTAS": "ventas-pass-1234", "LEADBOX_INBOX__MAILBOXES": json.dumps([
+                    {"name": "ventas", "username": "v@ourco.example", "from_address": "ventas@ourco.example",
+                     "password_env": "PW_VENTAS"}])})
+    config = load_config(str(ROOT / "config" / "agent.toml"), env=env)
+    out = io.StringIO()
+    try:
+        _setup_logging(config, stream=out)
+        logging.getLogger("leadbox.test").warning("login failed for ventas-pass-1234")
+    finally:
+        _setup_logging(None)
+    assert "ventas-pass-1234" not in out.getvalue() and "***" in out.getvalue()
