@@ -325,3 +325,54 @@ async def test_leads_settle_on_the_command_line(
     assert usage.returncode == 2 and "needs a lead id" in usage.stderr
     msg = email.message_from_bytes(sink.to_customers()[0]["data"], policy=policy.default)
     assert msg["To"] and account[0] not in str(msg["To"])
+
+
+async def test_each_mailbox_replies_settle_in_the_account_they_went_out_from(
+    make_daemon: Any, smtp_server: Any, dovecot: Any, tmp_path: Path,
+) -> None:
+    """inbox.mailboxes: a reply goes out over its mailbox's own login, with that account's
+    self-copy, and is looked up there (the [reply] account here is no IMAP account at all)."""
+    from tests.test_inbox import mail
+    from tests.test_mailboxes import boxes_env
+
+    ventas, soporte = (f"{n}-{uuid.uuid4().hex[:6]}@leadbox.test" for n in ("ventas", "soporte"))
+    for user in (ventas, soporte):
+        dovecot.add_user(user, "pw-" + user[:6])
+        smtp_server.users[user] = "pw-" + user[:6]
+    held = threading.Event()
+
+    def provider(message: dict[str, Any]) -> None:  # files our copy; the first answer comes too late
+        for user in (ventas, soporte):
+            if user in message["rcpt_tos"]:
+                dovecot.append(user, "INBOX", message["data"])
+        if not held.is_set():
+            held.set()
+            threading.Event().wait(2.0)
+
+    smtp_server.sink.on_accept = provider
+    boxes = [{"name": "ventas", "username": ventas, "from_address": "ventas@ourco.example", "password_env": "PW_V"},
+             {"name": "soporte", "username": soporte, "from_address": "soporte@ourco.example",
+              "password_env": "PW_S"}]
+    dovecot.append(soporte, "INBOX", mail(7))
+    env = {**boxes_env(dovecot, smtp_server, boxes, tmp_path, PW_V="pw-" + ventas[:6], PW_S="pw-" + soporte[:6]),
+           "LEADBOX_REPLY__SMTP_TIMEOUT": "1", "LEADBOX_REPLY__SETTLE": "self-copy",
+           "LEADBOX_REPLY__SETTLE_INTERVAL": "3600"}
+    d, _c = await make_daemon(env)
+
+    async def uncertain_lead() -> bool:
+        leads, _ = await d.store.list(reply_status=ReplyStatus.UNCERTAIN)
+        return len(leads) == 1
+    await wait_for(uncertain_lead, 20, what="the soporte lead uncertain")
+    [lead], _ = await d.store.list(reply_status=ReplyStatus.UNCERTAIN)
+    assert lead.mailbox == "soporte"
+    [m] = await asyncio.to_thread(smtp_server.wait_for, 1)  # taken; its answer came too late
+    assert m["login"] == soporte and m["rcpt_tos"] == ["cliente7@empresa7.example", soporte]
+    sessions = d.box_lookups["soporte"].sessions
+
+    [x] = await d.settle_replies()
+
+    assert (x.lead_id, x.outcome) == (lead.id, Outcome.REPLIED), x.detail
+    assert d.box_lookups["soporte"].sessions == sessions + 1
+    await asyncio.sleep(0.5)
+    assert len(smtp_server.messages) == 1
+    await d.stop()

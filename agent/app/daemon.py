@@ -25,6 +25,7 @@ from agent.app.listen import bind_listeners
 from agent.app.metrics import Metrics
 from agent.app.privacy import Privacy
 from agent.app.wiring import (
+    make_box_lookups,
     make_classifier,
     make_local_classifier,
     make_mailboxes,
@@ -75,6 +76,8 @@ class Daemon:
         self.mailboxes = make_mailboxes(config)
         # reply.settle: uncertain SMTP replies looked up over IMAP (None: outbox or settle = off).
         self.sent_lookup = make_sent_lookup(config)
+        # inbox.mailboxes: the account of each mailbox whose replies go out over its own login.
+        self.box_lookups = make_box_lookups(config)
         # Why there is no sheet mirror, when there is none (for /readyz).
         self.mirror_off = Health(HealthState.DISABLED, "not started")
         self._started = False
@@ -105,7 +108,7 @@ class Daemon:
         self.svc = Services(
             store=self.store, classifier=classifier, local_classifier=local,
             rules=PriorityRules(s.priority.by_category, s.priority.urgent_words, s.priority.domains),
-            transport=make_transport(self.config, self.sent_lookup), templates=templates,
+            transport=make_transport(self.config, self.sent_lookup, self.box_lookups), templates=templates,
             reply=ReplyPolicy(
                 enabled=s.reply.enabled, from_address=s.reply.from_address, from_name=self.config.sender_name,
                 company_name=s.reply.company_name.strip(),
@@ -261,10 +264,11 @@ class Daemon:
         lookup, r = self.sent_lookup, self.config.settings.reply
         if lookup is None or not await self.store.try_acquire_leadership("reply-settle"):
             return []
-        if lookup.resolved is None:  # auto: learn Gmail or not before the first reply needs it
-            await lookup.resolve()
+        for account in (lookup, *self.box_lookups.values()):
+            if account.resolved is None:  # auto: learn Gmail or not before the first reply needs it
+                await account.resolve()
         done = await settle_uncertain(self.store, lookup, now=time.time(), grace=r.settle_grace_seconds,
-                                      max_age=r.uncertain_max_age)
+                                      max_age=r.uncertain_max_age, by_mailbox=self.box_lookups)
         if any(x.outcome is Outcome.RESENT for x in done):
             self.worker.kick()
         return done

@@ -152,7 +152,7 @@ async def _settle(config: Config, store: Store, lead_id: str) -> int:
     """Look one uncertain reply up in the mailbox now (reply.settle), as the daemon's job does."""
     import time
 
-    from agent.app.wiring import make_sent_lookup
+    from agent.app.wiring import make_box_lookups, make_sent_lookup
     from agent.core.settle import Outcome, settle_uncertain
 
     lookup = make_sent_lookup(config)
@@ -162,7 +162,7 @@ async def _settle(config: Config, store: Store, lead_id: str) -> int:
         return EXIT_USAGE
     r = config.settings.reply
     done = await settle_uncertain(store, lookup, now=time.time(), grace=r.settle_grace_seconds,
-                                  max_age=r.uncertain_max_age, lead_id=lead_id)
+                                  max_age=r.uncertain_max_age, lead_id=lead_id, by_mailbox=make_box_lookups(config))
     if not done:
         lead = await store.get(lead_id)
         if lead is None:

@@ -55,11 +55,12 @@ def make_classifier(config: Config) -> Classifier:
     )
 
 
-def make_sent_lookup(config: Config) -> MailboxSentLookup | None:
+def make_sent_lookup(config: Config, box: Mailbox | None = None) -> MailboxSentLookup | None:
     """reply.settle's IMAP lookup for SMTP replies, or None (the outbox, or settle = off).
 
-    The account is the mailbox the replies go out from: the polled inbox's login when the inbox
-    is polled, else the [inbox] connection settings with EMAIL_USER / EMAIL_PASS.
+    The account is the mailbox the replies go out from: ``box`` (one of ``inbox.mailboxes`` whose
+    replies go out over its own login); else the polled inbox's login when the inbox is polled,
+    else the [inbox] connection settings with EMAIL_USER / EMAIL_PASS.
     """
     r, i = config.settings.reply, config.settings.inbox
     if r.transport != "smtp" or r.settle == "off":
@@ -67,7 +68,9 @@ def make_sent_lookup(config: Config) -> MailboxSentLookup | None:
     from agent.mail.settle import MailboxSentLookup
 
     user, password, token = config.secrets.email_user, config.secrets.email_pass or None, None
-    if i.enabled:
+    if box is not None:
+        i, user, password = box.inbox, box.username, box.password
+    elif i.enabled:
         user = config.inbox_username
         if i.auth == "xoauth2":
             from agent.intake.imap_auth import make_token_source
@@ -102,7 +105,20 @@ def make_forget_mailboxes(config: Config) -> list[tuple[ImapMailbox, list[str]]]
     return out
 
 
-def make_transport(config: Config, lookup: MailboxSentLookup | None = None) -> MailTransport:
+def make_box_lookups(config: Config) -> dict[str, MailboxSentLookup]:
+    """With ``inbox.mailboxes``: the settle lookup of each mailbox whose replies go out over its own
+    SMTP login (a password mailbox); the others' replies go out over [reply] (the default lookup)."""
+    if not config.settings.inbox.mailboxes:
+        return {}
+    out = {}
+    for m in make_mailboxes(config):
+        if m.password is not None and (lookup := make_sent_lookup(config, m)) is not None:
+            out[m.name] = lookup
+    return out
+
+
+def make_transport(config: Config, lookup: MailboxSentLookup | None = None,
+                   box_lookups: dict[str, MailboxSentLookup] | None = None) -> MailTransport:
     """The reply transport: with SMTP and ``inbox.mailboxes``, each mailbox's replies go out over
     its own login (a password mailbox; an xoauth2 one uses the [reply] account)."""
     r = config.settings.reply
@@ -132,7 +148,8 @@ def make_transport(config: Config, lookup: MailboxSentLookup | None = None) -> M
                 host=m.smtp_host, port=m.smtp_port, security=m.smtp_security, username=m.username,
                 password=m.password, ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=m.from_address,
                 pool_size=r.smtp_pool_size, max_per_session=r.smtp_max_per_session,
-                pause=SendPause(base=r.pause_seconds, quota_probe=r.quota_probe_minutes * 60)))
+                pause=SendPause(base=r.pause_seconds, quota_probe=r.quota_probe_minutes * 60),
+                lookup=(box_lookups or {}).get(m.name)))
         return MailboxRouter(default, by_from)
     from agent.mail.outbox import OutboxTransport
 

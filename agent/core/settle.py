@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -40,6 +40,7 @@ class UncertainReply:
     message_id: str
     attempted_at: float  # epoch seconds: when the attempt passed the reply gate
     reply_reason: str | None = None
+    mailbox: str | None = None  # the lead's mailbox (inbox.mailboxes): whose account sent the reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,14 +116,25 @@ def _decide(r: UncertainReply, search: SentSearch, *, now: float, grace: float,
 
 async def settle_uncertain(
     store: SettleLedger, lookup: SentLookup, *, now: float, grace: float, max_age: float,
-    lead_id: str | None = None, limit: int = 200,
+    lead_id: str | None = None, limit: int = 200, by_mailbox: Mapping[str, SentLookup] | None = None,
 ) -> list[Settled]:
-    """One check: the uncertain replies (all recent ones, or the one of ``lead_id``) looked up in one
-    mailbox session and settled. Returns what became of each."""
+    """One check: the uncertain replies (all recent ones, or the one of ``lead_id``) looked up and
+    settled, one mailbox session per account (``by_mailbox``: the account of the leads of a mailbox
+    whose replies go out over its own login; ``lookup`` for the rest). Returns what became of each."""
     since = 0.0 if lead_id is not None else now - max_age
     rows = await store.uncertain_replies(since=since, lead_id=lead_id, limit=limit)
-    if not rows:
-        return []
+    groups: dict[int, tuple[SentLookup, list[UncertainReply]]] = {}
+    for r in rows:
+        account = (by_mailbox or {}).get(r.mailbox or "", lookup)
+        groups.setdefault(id(account), (account, []))[1].append(r)
+    out: list[Settled] = []
+    for account, group in groups.values():
+        out += await _settle_group(store, account, group, now=now, grace=grace, max_age=max_age)
+    return out
+
+
+async def _settle_group(store: SettleLedger, lookup: SentLookup, rows: list[UncertainReply], *, now: float,
+                        grace: float, max_age: float) -> list[Settled]:
     search = await lookup.find_sent([r.message_id for r in rows])
     out: list[Settled] = []
     for r in rows:

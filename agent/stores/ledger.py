@@ -109,7 +109,8 @@ def replies_since_query(to_addr: str | None, since: float, exclude_lead: str) ->
 
 # Settling uncertain replies (agent.core.settle): the rows to look up, and the two outcomes.
 UNCERTAIN_SQL = (
-    "SELECT r.lead_id, r.message_id, r.created_at, l.reply_reason FROM replies r JOIN leads l ON l.id = r.lead_id "
+    "SELECT r.lead_id, r.message_id, r.created_at, l.reply_reason, l.mailbox FROM replies r "
+    "JOIN leads l ON l.id = r.lead_id "
     f"WHERE r.status = '{LedgerStatus.UNCERTAIN.value}' AND l.state = '{State.FAILED.value}' "
     f"AND l.reply_status = '{ReplyStatus.UNCERTAIN.value}' AND r.created_at >= ?")
 _FAILED = f"state = '{State.FAILED.value}' AND reply_status = '{ReplyStatus.UNCERTAIN.value}'"

@@ -80,7 +80,8 @@ class PostgresReplies(PostgresBase):
         q, args = ledger.uncertain_query(since, lead_id, limit)
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(q.replace("?", "%s"), args)).fetchall()  # type: ignore[arg-type]
-        return [UncertainReply(r["lead_id"], r["message_id"], float(r["created_at"]), r["reply_reason"])
+        return [UncertainReply(r["lead_id"], r["message_id"], float(r["created_at"]), r["reply_reason"],
+                               r["mailbox"])
                 for r in rows]
 
     async def settle_reply(self, lead_id: str, *, sent: bool, reason: str, now: float) -> bool:

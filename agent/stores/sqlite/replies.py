@@ -75,7 +75,7 @@ class SqliteReplies(SqliteBase):
     async def uncertain_replies(self, *, since: float, lead_id: str | None = None,
                                 limit: int = 200) -> list[UncertainReply]:
         q, args = ledger.uncertain_query(since, lead_id, limit)
-        return await self._run(lambda: [UncertainReply(r[0], r[1], float(r[2]), r[3])
+        return await self._run(lambda: [UncertainReply(r[0], r[1], float(r[2]), r[3], r[4])
                                         for r in self.db.execute(q, args).fetchall()])
 
     async def settle_reply(self, lead_id: str, *, sent: bool, reason: str, now: float) -> bool:
