@@ -7,7 +7,7 @@
 # It starts its own dockerd through tools/container-engine.sh in a fresh directory
 # (BENCH_ENGINE_DIR, default /var/tmp/leadbox-bench-engine, removed first so the base image is
 # provided from scratch: pulled, or built from Debian packages where no registry answers) and
-# stops it at the end. Installing docker.io itself (apt) is not timed: run `tools/container-engine.sh
+# stops and removes it at the end. Installing docker.io itself (apt) is not timed: run `tools/container-engine.sh
 # up` once before, then `down`.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,7 +19,7 @@ if docker info >/dev/null 2>&1; then
 fi
 rm -rf "$CONTAINER_ENGINE_DIR"
 work=$(mktemp -d)
-trap '"$engine" down; rm -rf "$work"' EXIT
+trap '"$engine" down; rm -rf "$work" "$CONTAINER_ENGINE_DIR"' EXIT
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }

@@ -113,6 +113,10 @@ down() {
     # dockerd stops its containers first; wait so that a following `up` starts clean
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
   fi
+  # dockerd leaves its default network namespace mounted; unmounted, the folder can be removed
+  if ! kill -0 "$pid" 2>/dev/null && mountpoint -q "$root/exec/netns/default" 2>/dev/null; then
+    umount "$root/exec/netns/default" || true
+  fi
   rm -f "$root/dockerd.pid"
   log "dockerd stopped"
 }
