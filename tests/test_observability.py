@@ -199,14 +199,16 @@ async def test_run_logs_are_json_lines_without_secrets_or_message_bodies(
             assert r.status == 422
 
         async def all_replied() -> bool:
+            # The reply no longer waits for the sheet: wait for the row's confirmation too.
             states = []
             for lead_id in ids:
                 async with s.get(f"/leads/{lead_id}", headers=admin) as r:
                     assert r.status == 200
-                    states.append((await r.json())["state"])
-            return states == ["replied"] * len(ids)
+                    lead = await r.json()
+                    states.append((lead["state"], lead["mirror_status"]))
+            return states == [("replied", "done")] * len(ids)
 
-        await wait_for(all_replied, 30, what="both leads replied")
+        await wait_for(all_replied, 30, what="both leads replied and in the sheet")
         async with s.get(f"/leads/{ids[0]}", headers={"Authorization": "Bearer nope"}) as r:
             assert r.status == 401
     assert p.terminate() == 0
