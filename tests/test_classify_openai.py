@@ -365,14 +365,15 @@ async def test_low_rate_limit_headers_lower_concurrency_without_touching_the_bre
 
 
 async def test_calls_in_flight_never_exceed_classifier_concurrency(openai_server: FakeOpenAIServer) -> None:
-    c = make(openai_server, concurrency=3)
-    openai_server.latency = 0.05
+    c = make(openai_server, concurrency=3, timeout=30.0)
+    openai_server.latency = 0.2
     try:
         results = await asyncio.gather(*(c.classify(f"{SALES_TEXT} {i}") for i in range(12)))
     finally:
         await c.close()
     assert all(r.classifier == "openai" for r in results)
-    assert openai_server.max_in_flight == 3
+    # Never more than the limit; at least two at once (a starved machine may not reach three).
+    assert 2 <= openai_server.max_in_flight <= 3
 
 
 def test_reset_durations_are_read_as_openai_writes_them() -> None:
