@@ -83,7 +83,10 @@ async def test_without_a_trash_folder_her_mails_are_expunged_and_nothing_else(
     seed(dovecot, user)
     # A mail the user flagged \Deleted themselves stays: only her UIDs are expunged (UID EXPUNGE).
     dovecot.append(user, "INBOX", mail(9, sender="Suyo <suyo@empresa.example>"), flags=(b"\\Deleted",))
-    out = cli(tmp_path, "forget", PERSON, "--mailbox", "--yes", env=inbox_env(dovecot, user, tmp_path))
+    # Over STARTTLS with an XOAUTH2 token (Dovecot checks the bearer token against the password).
+    env = inbox_env(dovecot, user, tmp_path, LEADBOX_INBOX__PORT=str(dovecot.port), LEADBOX_INBOX__SECURITY="starttls",
+                    LEADBOX_INBOX__AUTH="xoauth2", INBOX_OAUTH_TOKEN=dovecot.users[user], EMAIL_PASS="")
+    out = cli(tmp_path, "forget", PERSON, "--mailbox", "--yes", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"mailbox {user}@127.0.0.1 INBOX: 2 flagged \\Deleted and expunged" in out.stdout.splitlines()
     assert folder_senders(dovecot, user, "INBOX") == [
