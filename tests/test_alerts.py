@@ -12,6 +12,7 @@ import hmac
 import json
 import time
 from email import message_from_bytes, policy
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -238,3 +239,36 @@ async def test_email_alerts_ignore_reply_caps_and_loop_protection_and_the_digest
     assert await d.alert_sender.send_digest()
     later = [message_from_bytes(m["data"], policy=policy.default) for m in alerts()][-1]
     assert "0 lead(s)" in str(later["Subject"])
+
+
+async def test_with_replicas_one_sends_the_digest_and_the_alerts(pg_url: str, tmp_path: Path) -> None:
+    """Two replicas on one PostgreSQL: the leadership locks let exactly one send; it hands over on exit."""
+    from agent.app.alerts import AlertSender
+    from agent.app.metrics import Metrics
+    from agent.config import load_config
+    from agent.mail.outbox import OutboxTransport
+    from agent.stores.postgres import PostgresStore
+    from tests.fixtures.daemon import ROOT, base_env
+
+    env = {**base_env(tmp_path), "LEADBOX_ALERTS__EMAIL_TO": "team@ourco.example",
+           "LEADBOX_ALERTS__DIGEST_CRON": "0 8 * * *"}
+    config = load_config(str(ROOT / "config" / "agent.toml"), env=env)
+    stores = [PostgresStore(pg_url, pool_size=2) for _ in range(2)]
+    outbox = tmp_path / "team-outbox"
+    senders = [AlertSender(config, s, OutboxTransport(outbox), Metrics()) for s in stores]
+    closed: set[int] = set()
+    try:
+        for s in stores:
+            await s.open()
+        sent = [await x.send_digest() for x in senders]
+        assert sent == [True, False] and len(list(outbox.glob("*.eml"))) == 1
+        await senders[0].run_due()  # replica 0 takes the sender's lock too
+        assert not await stores[1].try_acquire_leadership("alerts")
+        await stores[0].close()  # the leader goes away: the other replica takes over
+        closed = {0}
+        assert await senders[1].send_digest() and len(list(outbox.glob("*.eml"))) == 2
+        assert await stores[1].try_acquire_leadership("alerts")
+    finally:
+        for i, s in enumerate(stores):
+            if i not in closed:
+                await s.close()

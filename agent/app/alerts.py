@@ -170,7 +170,7 @@ class AlertSender:
         leads = await self.store.leads_between(since, now, DIGEST_MAX_LEADS)
         zone = ZoneInfo(self.cfg.timezone)
         subject, body = digest_text(leads, datetime.fromtimestamp(since, zone), datetime.fromtimestamp(now, zone))
-        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d%H%M%S")
+        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d%H%M%S%f")  # one id per digest run
         try:
             for i, addr in enumerate(to):
                 await self.transport.send(self._mail(addr, subject, body, f"<digest-{stamp}-{i}@{self.domain}>"))
