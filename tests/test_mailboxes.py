@@ -175,6 +175,12 @@ def test_mailbox_config_errors_name_the_mailbox_and_never_the_secret(tmp_path: P
         "ventas", "s3cret", "Ventas", True, config.settings.inbox.host)
     assert "s3cret" not in repr(m) and "s3cret" not in repr(config)
     assert {"ventas@ourco.example", "v@ourco.example"} <= config.own_addresses
+    oauth = {**box, "auth": "xoauth2", "password_env": "", "refresh_token_env": "RT_VENTAS"}
+    with pytest.raises(ConfigError, match=r"ventas.*RT_VENTAS.*not set"):
+        load_config(path, env={**env, "LEADBOX_INBOX__MAILBOXES": json.dumps([oauth])})
+    config = load_config(path, env={**env, "RT_VENTAS": "1//refresh", "LEADBOX_INBOX__MAILBOXES": json.dumps([oauth])})
+    [m] = resolve_mailboxes(config)
+    assert (m.inbox.auth, m.refresh_token, m.password) == ("xoauth2", "1//refresh", None)
 
 
 def test_mailbox_passwords_are_redacted_from_logs(tmp_path: Path) -> None:
