@@ -22,7 +22,7 @@ from agent.config_mailboxes import resolve_mailboxes
 from agent.errors import ConfigError
 from agent.intake.inbox import InboxPoller
 from agent.stores.sqlite import SqliteStore
-from tests.fixtures.daemon import ROOT, base_env, wait_for
+from tests.fixtures.daemon import ROOT, base_env, free_port, wait_for
 from tests.fixtures.mailservers import DovecotServer
 from tests.test_inbox import inbox_env, mail
 
@@ -60,7 +60,11 @@ async def test_two_mailboxes_polled_replies_from_each_one_bad_password_own_mail_
         {"name": "soporte", "username": soporte, "from_address": "soporte@ourco.example", "password_env": "PW_S",
          "templates_dir": str(tpl)},
         {"name": "info", "username": broken, "from_address": "info@ourco.example", "password_env": "PW_I"},
+        # A server that is not there: down with backoff, and the others go on.
+        {"name": "gone", "username": ventas, "from_address": "gone@ourco.example", "password_env": "PW_V",
+         "port": free_port()},
     ]
+    boxes[1]["idle"] = True  # soporte also holds IDLE: new mail comes in with no poll due (interval 1 h)
     dovecot.append(ventas, "INBOX", mail(1))
     dovecot.append(soporte, "INBOX", mail(2))
     # From one of our mailboxes to another: never a lead, never answered.
@@ -104,8 +108,9 @@ async def test_two_mailboxes_polled_replies_from_each_one_bad_password_own_mail_
         assert lead1 is not None and lead1.mailbox == "ventas"
         # /readyz: the broken mailbox shows by name but does not make the replica unready.
         async def refused() -> bool:  # Dovecot answers a wrong password after its auth delay
-            inbox = (await (await client.get("/readyz")).json())["checks"]["inbox"]
-            return bool(inbox["mailboxes"]["info"]["state"] == "needs_credentials")
+            inbox = (await (await client.get("/readyz")).json())["checks"]["inbox"]["mailboxes"]
+            return bool(inbox["info"]["state"] == "needs_credentials" and inbox["gone"]["state"] == "down"
+                        and inbox["soporte"]["idle"] == "ok")
         await wait_for(refused, what="the wrong password refused")
         rz = await client.get("/readyz")
         body = await rz.json()
@@ -113,6 +118,7 @@ async def test_two_mailboxes_polled_replies_from_each_one_bad_password_own_mail_
         assert inbox["mailboxes"]["ventas"]["state"] == "ok"
         assert inbox["mailboxes"]["soporte"]["state"] == "ok"
         assert inbox["mailboxes"]["info"]["state"] == "needs_credentials"
+        assert inbox["mailboxes"]["gone"]["state"] == "down" and inbox["mailboxes"]["soporte"]["idle"] == "ok"
         assert rz.status == 200 and inbox["state"] == "degraded"
         metrics = await (await client.get("/metrics")).text()
         assert 'leadbox_inbox_last_success_timestamp_seconds{mailbox="ventas"}' in metrics
@@ -122,6 +128,12 @@ async def test_two_mailboxes_polled_replies_from_each_one_bad_password_own_mail_
         assert "wrong-password" not in json.dumps(body)
         # Only three replies: none to our own mailbox, one for the customer of both.
         assert len(smtp_server.messages) == 3
+        # IDLE on soporte: a new mail becomes a lead and is answered without any poll being asked for.
+        dovecot.append(soporte, "INBOX", mail(5))
+        sent = await asyncio.to_thread(smtp_server.wait_for, 4)
+        assert {m["rcpt_tos"][0] for m in sent} >= {"cliente5@empresa5.example"}
+        fifth = next(m for m in sent if m["rcpt_tos"] == ["cliente5@empresa5.example"])
+        assert fifth["mail_from"] == "soporte@ourco.example"
     finally:
         for user in (ventas, soporte):
             smtp_server.users.pop(user, None)
