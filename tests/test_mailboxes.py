@@ -104,6 +104,11 @@ async def test_two_mailboxes_polled_replies_from_each_one_bad_password_own_mail_
         listed = (await r.json())["leads"]
         assert "cliente2@empresa2.example" in {x["email"] for x in listed}
         assert {x["mailbox"] for x in listed} == {"soporte"}
+        # The console's list filters by mailbox too.
+        r = await client.post("/console/login", data={"user": "", "password": "tok"}, allow_redirects=False)
+        assert r.status in (302, 303)
+        page = await (await client.get("/console/leads?mailbox=soporte")).text()
+        assert "cliente2@empresa2.example" in page and "cliente1@empresa1.example" not in page
         lead1 = await d.store.get_by_email("cliente1@empresa1.example")
         assert lead1 is not None and lead1.mailbox == "ventas"
         # /readyz: the broken mailbox shows by name but does not make the replica unready.
