@@ -13,6 +13,9 @@ itself, into its INBOX (``self-copy``). Each message has a fate:
 
 Dovecot's \\Sent folder comes from ``special_use`` in the namespace config
 (tests/fixtures/mailservers.py); a test creates it when it wants it.
+
+``make_daemon`` comes last in every test's arguments: set up last, it is torn down first, so a
+daemon (and its pooled SMTP sessions) is stopped before the SMTP server even when a test fails.
 """
 
 from __future__ import annotations
@@ -153,7 +156,8 @@ def make_sent_folder(dovecot: Any, user: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["sent-folder", "auto"])
 async def test_an_accepted_reply_settles_as_replied_without_a_second_message(
-    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], mode: str,
+    provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], mode: str,
+    make_daemon: Any,
 ) -> None:
     port, sink = provider("sent-folder" if mode == "sent-folder" else "self-copy")
     if mode == "sent-folder":
@@ -192,7 +196,8 @@ async def test_an_accepted_reply_settles_as_replied_without_a_second_message(
 
 @pytest.mark.parametrize("mode", ["sent-folder", "self-copy"])
 async def test_a_lost_reply_is_sent_exactly_once_more_after_the_grace_period(
-    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], mode: str,
+    provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], mode: str,
+    make_daemon: Any,
 ) -> None:
     port, sink = provider(mode)
     if mode == "sent-folder":
@@ -228,7 +233,8 @@ async def test_a_lost_reply_is_sent_exactly_once_more_after_the_grace_period(
 
 
 async def test_a_resent_reply_lost_again_is_left_for_a_human(
-    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str],
+    provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str],
+    make_daemon: Any,
 ) -> None:
     port, sink = provider("self-copy")
     sink.fates = ["lose", "lose"]
@@ -253,7 +259,8 @@ async def _is_uncertain_again(d: Any, lead_id: str) -> bool:
 
 @pytest.mark.parametrize("problem", ["imap-down", "no-sent-folder", "sent-folder-gone"])
 async def test_an_unreadable_mailbox_leaves_the_reply_uncertain_and_sends_nothing(
-    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], problem: str,
+    provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], problem: str,
+    make_daemon: Any,
 ) -> None:
     mode = "self-copy" if problem == "imap-down" else "sent-folder"
     port, sink = provider(mode)
@@ -278,7 +285,8 @@ async def test_an_unreadable_mailbox_leaves_the_reply_uncertain_and_sends_nothin
 
 
 async def test_self_copies_are_never_leads_and_go_to_their_folder(
-    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str],
+    provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str],
+    make_daemon: Any,
 ) -> None:
     port, sink = provider("self-copy")
     env = {**settle_env(tls_cert, dovecot, account, port, "self-copy"),
@@ -303,7 +311,8 @@ async def test_self_copies_are_never_leads_and_go_to_their_folder(
 
 @pytest.mark.slow
 async def test_leads_settle_on_the_command_line(
-    make_daemon: Any, provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], tmp_path: Path,
+    provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str], tmp_path: Path,
+    make_daemon: Any,
 ) -> None:
     port, sink = provider("self-copy")
     sink.fates = ["silent"]
@@ -328,7 +337,8 @@ async def test_leads_settle_on_the_command_line(
 
 
 async def test_each_mailbox_replies_settle_in_the_account_they_went_out_from(
-    make_daemon: Any, smtp_server: Any, dovecot: Any, tmp_path: Path,
+    smtp_server: Any, dovecot: Any, tmp_path: Path,
+    make_daemon: Any,
 ) -> None:
     """inbox.mailboxes: a reply goes out over its mailbox's own login, with that account's
     self-copy, and is looked up there (the [reply] account here is no IMAP account at all)."""
@@ -375,4 +385,33 @@ async def test_each_mailbox_replies_settle_in_the_account_they_went_out_from(
     assert d.box_lookups["soporte"].sessions == sessions + 1
     await asyncio.sleep(0.5)
     assert len(smtp_server.messages) == 1
+    await d.stop()
+
+
+async def test_auto_on_a_gmail_server_uses_the_sent_folder_and_no_self_copy(
+    provider: Any, tls_cert: Any, dovecot: Any, account: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    make_daemon: Any,
+) -> None:
+    """Dovecot cannot offer X-GM-EXT-1, so only that one capability answer is changed here; the
+    session, the \\Sent folder and the search are real."""
+    from imapclient import IMAPClient
+
+    real = IMAPClient.has_capability
+    monkeypatch.setattr(IMAPClient, "has_capability",
+                        lambda self, cap: cap.upper() == "X-GM-EXT-1" or real(self, cap))
+    port, sink = provider("sent-folder")  # Gmail files every accepted message in Sent
+    make_sent_folder(dovecot, account[0])
+    sink.fates = ["silent"]
+    d, c = await make_daemon(settle_env(tls_cert, dovecot, account, port, "auto"))
+    await d.sent_lookup.resolve()
+    assert d.sent_lookup.resolved == "sent-folder" and d.sent_lookup.self_copy_address is None
+    _, lead_id = await post_lead(c, "hugo@cliente.example", "Hola, ¿cuánto cuesta una tienda online?")
+    await uncertain(d, lead_id)
+
+    [x] = await d.settle_replies()
+
+    assert x.outcome is Outcome.REPLIED and "'Sent'" in x.detail
+    [m] = sink.to_customers()
+    assert m["rcpt_tos"] == ["hugo@cliente.example"]  # no self-copy on Gmail
     await d.stop()
