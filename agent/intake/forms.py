@@ -25,7 +25,7 @@ from agent.core.validation import FieldError
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
-_CANONICAL = frozenset({"name", "email", "message", "phone", "company", "source", "metadata", "subject"})
+CANONICAL = _CANONICAL = frozenset({"name", "email", "message", "phone", "company", "source", "metadata", "subject"})
 
 
 _GUESS_ORDER = ("email", "phone", "company", "subject", "message", "name")

@@ -13,6 +13,7 @@ from typing import Any
 
 from agent.core.validation import DuplicateKeyError, FieldError, parse_json_body
 from agent.intake.forms import (
+    CANONICAL,
     FieldMap,
     FormError,
     decode_multipart,
@@ -56,6 +57,17 @@ def decode_lead_body(
     ``from_browser`` (the request carried an ``Origin``) turns the honeypot on for JSON too: a
     server posting JSON may well send a ``website`` field of its own.
     """
+    if preset is None and ctype == "application/json":  # the hot path: a server's JSON in our own names
+        try:
+            data = parse_json_body(body)
+        except DuplicateKeyError as e:
+            return _fail(422, str(e), "appears more than once in the JSON object")
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return _fail(415, "body", "not valid UTF-8 JSON")
+        if type(data) is dict and data.keys() <= CANONICAL:
+            return Decoded(data=data)
+        mapped = map_json_object(data, fmap)
+        return Decoded(data=mapped.data, honeypot=from_browser and mapped.honeypot_filled)
     is_form = ctype in (URLENCODED, MULTIPART)
     try:
         if is_form:

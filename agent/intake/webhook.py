@@ -165,9 +165,9 @@ async def _post_lead(request: web.Request, d: WebhookHost,
     s = d.config.settings.http
     forms = d.config.settings.forms
     origin = cors.allowed_origin(request, s.cors_origins) if s.cors_origins else None
-    headers = cors.cors_headers(origin)
+    headers = cors.cors_headers(origin) if origin else _NO_HEADERS
     ctype = request.content_type
-    html = cors.wants_html(request, ctype in (lead_body.URLENCODED, lead_body.MULTIPART))
+    html = ctype in FORM_TYPES and cors.wants_html(request, True)
     if d.stopping:
         return _refuse(request, html, 503, [FieldError("server", "shutting down; retry shortly")],
                        {"Retry-After": "5", **headers})
@@ -224,7 +224,7 @@ async def _post_lead(request: web.Request, d: WebhookHost,
     # Ids are [a-z0-9]: the answer is formatted directly (the hot path skips json.dumps).
     else:
         resp = web.Response(status=200 if res.duplicate else 202, content_type="application/json",
-                            headers=headers or None, text=f'{{"id": "{res.lead_id}", "status": "{res.status.value}"}}')
+                            headers=headers or None, text=f'{{"id": "{res.lead_id}", "status": "{res.status}"}}')
     if decoded.honeypot:
         d.metrics.lead_received("honeypot")
     elif res.duplicate:
@@ -233,6 +233,10 @@ async def _post_lead(request: web.Request, d: WebhookHost,
         d.metrics.lead_received("webhook")
         d.worker.kick()
     return resp
+
+
+FORM_TYPES = frozenset((lead_body.URLENCODED, lead_body.MULTIPART))
+_NO_HEADERS: dict[str, str] = {}
 
 
 def honeypot_lead(lead: LeadIn) -> LeadIn:

@@ -76,17 +76,21 @@ def ts(dt: float | None) -> datetime | None:
     return None if dt is None else datetime.fromtimestamp(dt, UTC)
 
 
+# The texts of a new lead's statuses, read once: an enum member's .value costs a descriptor call,
+# and insert_values runs once per lead on the webhook's hot path.
+_NEW = (State.RECEIVED.value, ReplyStatus.PENDING.value, MirrorStatus.PENDING.value)
+_SKIPPED_AT_INTAKE = (State.SKIPPED.value, ReplyStatus.SKIPPED.value, MirrorStatus.DISABLED.value)
+
+
 def insert_values(item: LeadIn, lead_id: str, now: float) -> tuple[Any, ...]:
+    # A lead skipped at intake (a honeypot post) is final at once: no reply, no sheet row.
+    state, reply, mirror = _SKIPPED_AT_INTAKE if item.skip_reason else _NEW
     return (
         lead_id, item.email_norm, item.email, item.name, item.message, item.intake, item.phone,
         item.company, item.source, json.dumps(item.metadata, ensure_ascii=False) if item.metadata else "{}",
         item.subject, item.message_id, item.in_reply_to, item.references, item.clean_text,
         json.dumps(item.auto_headers, ensure_ascii=False) if item.auto_headers else "{}",
-        State.SKIPPED.value if item.skip_reason else State.RECEIVED.value, now, now, now,
-        # A lead skipped at intake (a honeypot post) is final at once: no reply, no sheet row.
-        item.skip_reason, (ReplyStatus.SKIPPED if item.skip_reason else ReplyStatus.PENDING).value,
-        item.skip_reason, (MirrorStatus.DISABLED if item.skip_reason else MirrorStatus.PENDING).value,
-        item.mailbox,
+        state, now, now, now, item.skip_reason, reply, item.skip_reason, mirror, item.mailbox,
     )
 
 
