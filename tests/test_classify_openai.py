@@ -372,8 +372,11 @@ async def test_calls_in_flight_never_exceed_classifier_concurrency(openai_server
     finally:
         await c.close()
     assert all(r.classifier == "openai" for r in results)
-    # Never more than the limit; at least two at once (a starved machine may not reach three).
-    assert 2 <= openai_server.max_in_flight <= 3
+    # Never more than the limit, counted where calls start and end. The fake's own count may read
+    # one more: it learns a request has ended only after the answer's bytes left, by when the
+    # client may have sent the next one (seen once under load).
+    assert c.limit.peak == 3
+    assert 2 <= openai_server.max_in_flight <= 4  # and the calls really overlapped at the server
 
 
 def test_reset_durations_are_read_as_openai_writes_them() -> None:

@@ -56,6 +56,7 @@ class AdaptiveLimit:
         self.maximum = maximum
         self.limit = maximum
         self.in_flight = 0
+        self.peak = 0  # the most calls ever in flight at once (state() and tests)
         self.tokens_per_call = tokens_per_call
         self.slowdowns = 0  # how often the limit was cut (for state() and tests)
         self._clock = clock
@@ -76,6 +77,7 @@ class AdaptiveLimit:
                 continue
             if self.in_flight < self.limit:
                 self.in_flight += 1
+                self.peak = max(self.peak, self.in_flight)
                 return
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
