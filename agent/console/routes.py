@@ -195,13 +195,13 @@ async def _check_credentials(d: WebhookHost, name: str, password: str) -> str | 
 async def logout(request: web.Request) -> web.Response:
     s = _session(request)
     if s is not None and not request.app[SIGNER].csrf_ok(s, (await request.post()).get("csrf_token")):  # type: ignore[arg-type]
-        return _forbidden(request, s)
+        return _forbidden(request)
     resp = web.HTTPSeeOther(PREFIX)
     resp.del_cookie(COOKIE, path=PREFIX)
     raise resp
 
 
-def _forbidden(request: web.Request, s: Session) -> web.Response:
+def _forbidden(request: web.Request) -> web.Response:
     t = WORDS[pick(request.headers.get("Accept-Language"))]
     resp = web.Response(status=403, text=t["csrf"], content_type="text/plain", charset="utf-8")
     resp.headers.update(SECURITY_HEADERS)
@@ -245,7 +245,7 @@ async def lead_action(request: web.Request) -> web.Response:
     form = await request.post()
     if not request.app[SIGNER].csrf_ok(s, form.get("csrf_token")):  # type: ignore[arg-type]
         log.warning("console: action refused", extra={"reason": "missing or wrong CSRF token"})
-        return _forbidden(request, s)
+        return _forbidden(request)
     d = request.app[DAEMON]
     lead_id, action = request.match_info["id"], request.match_info["action"]
     if action not in ACTIONS:

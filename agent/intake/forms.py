@@ -25,7 +25,7 @@ from agent.core.validation import FieldError
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
-CANONICAL = _CANONICAL = frozenset({"name", "email", "message", "phone", "company", "source", "metadata", "subject"})
+CANONICAL = frozenset({"name", "email", "message", "phone", "company", "source", "metadata", "subject"})
 
 
 _GUESS_ORDER = ("email", "phone", "company", "subject", "message", "name")
@@ -210,14 +210,14 @@ def map_json_object(obj: Any, fmap: FieldMap) -> MappedForm:
     The canonical names (``name``, ``email``…) and an explicit ``metadata`` object keep their
     meaning, so the JSON contract of servers that already post to leadbox is unchanged.
     """
-    if not isinstance(obj, dict) or obj.keys() <= _CANONICAL:
+    if not isinstance(obj, dict) or obj.keys() <= CANONICAL:
         return MappedForm(data=obj)  # a server's JSON in our own names: nothing to map
-    data = {k: v for k, v in obj.items() if k in _CANONICAL}
+    data = {k: v for k, v in obj.items() if k in CANONICAL}
     metadata: dict[str, Any] = {}
     honeypot = False
     hp = fmap.honeypot.strip().lower()
     for key, value in obj.items():
-        if key in _CANONICAL:
+        if key in CANONICAL:
             continue
         if hp and key.strip().lower() == hp:
             honeypot = honeypot or (isinstance(value, str) and bool(value.strip()))

@@ -14,12 +14,15 @@ import builtins
 import json
 import sqlite3
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from agent.core.models import Lead
 from agent.core.states import State
 from agent.stores.common import PERSON, erased_key, row_to_interaction, row_to_lead
 from agent.stores.sqlite.connection import SqliteBase
+
+T = TypeVar("T")
 
 
 class SqlitePrivacy(SqliteBase):
@@ -87,14 +90,19 @@ class SqlitePrivacy(SqliteBase):
                 db.execute(f"DELETE FROM leads WHERE id IN ({marks})", ids)
             return out
 
-        db = self.db
-        db.execute("PRAGMA secure_delete = ON")
+        return await self._erase(work, lambda r: bool(r["leads"]))
+
+    async def _erase(self, work: Callable[[sqlite3.Connection], T], touched_leads: Callable[[T], bool]) -> T:
+        """One write transaction with ``secure_delete`` on (freed pages are zeroed), then the
+        full-text index purged when leads were touched, then the WAL emptied: the one way every
+        erasure leaves the files."""
+        self.db.execute("PRAGMA secure_delete = ON")
         try:
             out = await self._run(self._tx, work)
-            if out["leads"]:
+            if touched_leads(out):
                 await self._run(self._tx, lambda d: d.execute("INSERT INTO leads_fts(leads_fts) VALUES ('optimize')"))
         finally:
-            db.execute("PRAGMA secure_delete = OFF")
+            self.db.execute("PRAGMA secure_delete = OFF")
         await self.truncate_wal()
         return out
 
@@ -148,15 +156,7 @@ class SqlitePrivacy(SqliteBase):
             db.execute("DELETE FROM known_emails WHERE email_norm = ?", (email_norm,))
             return ids
 
-        self.db.execute("PRAGMA secure_delete = ON")
-        try:
-            ids = await self._run(self._tx, work)
-            if ids:
-                await self._run(self._tx, lambda d: d.execute("INSERT INTO leads_fts(leads_fts) VALUES ('optimize')"))
-        finally:
-            self.db.execute("PRAGMA secure_delete = OFF")
-        await self.truncate_wal()
-        return ids
+        return await self._erase(work, bool)
 
     # -- erasures the sheet has not confirmed yet --------------------------------
     async def add_pending_erasure(self, email_norm: str, lead_ids: builtins.list[str]) -> None:
@@ -169,9 +169,5 @@ class SqlitePrivacy(SqliteBase):
             "SELECT id, email_norm, lead_ids, created_at FROM pending_erasures ORDER BY id")])
 
     async def done_erasure(self, erasure_id: int) -> None:
-        db = self.db
-        db.execute("PRAGMA secure_delete = ON")
-        try:
-            await self._run(self._tx, lambda d: d.execute("DELETE FROM pending_erasures WHERE id = ?", (erasure_id,)))
-        finally:
-            db.execute("PRAGMA secure_delete = OFF")
+        await self._erase(lambda d: d.execute("DELETE FROM pending_erasures WHERE id = ?", (erasure_id,)),
+                          lambda _: False)
