@@ -154,16 +154,20 @@ async def test_list_filters_and_cursor(make_daemon: Any) -> None:
                    "Buy cheap SEO backlinks now!!! guaranteed first page google ranking, crypto bonus, click http://x.biz"})
     await wait_for(lambda: all_final(d, 8), what="leads processed")
     seen: list[str] = []
+    created: list[str] = []
     cursor = None
     while True:
         q = "/leads?limit=3" + (f"&cursor={cursor}" if cursor else "")
         r = await c.get(q, headers=h)
         page = await r.json()
         seen += [x["id"] for x in page["leads"]]
+        created += [x["created_at"] for x in page["leads"]]
         cursor = page["next_cursor"]
         if not cursor:
             break
-    assert len(seen) == 8 == len(set(seen)) and seen == sorted(seen, reverse=True)
+    assert len(seen) == 8 == len(set(seen)) and created == sorted(created, reverse=True)
+    r = await c.get("/leads?cursor=zzzz", headers=h)
+    assert r.status == 422 and [e["field"] for e in (await r.json())["errors"]] == ["cursor"]
     r = await c.get("/leads?category=sales&status=replied", headers=h)
     assert {x["category"] for x in (await r.json())["leads"]} == {"sales"}
     r = await c.get("/leads?status=bogus&limit=0", headers=h)

@@ -334,7 +334,8 @@ async def test_list_filters_and_cursor_paging(store: Any) -> None:
         if cursor is None:
             break
     assert pages == 3 and len(seen) == 25 == len(set(seen))
-    assert seen == sorted(seen, reverse=True)
+    times = {x.id: x.created_at for x in claimed}
+    assert [times[i] for i in seen] == sorted(times.values(), reverse=True)
 
     replied, nxt = await store.list(state="replied")
     assert len(replied) == 5 and nxt is None and all(x.category is Category.SUPPORT for x in replied)
@@ -344,9 +345,36 @@ async def test_list_filters_and_cursor_paging(store: Any) -> None:
     first, cur = await store.list(state="received", limit=7)
     second, cur2 = await store.list(state="received", limit=7, cursor=cur)
     assert len(first) == 7 and len(second) == 7 and cur2 is not None
-    assert first[-1].id > second[0].id
+    assert first[-1].created_at >= second[0].created_at and first[-1].id not in {x.id for x in second}
     assert await store.counts() == {"replied": 5, "skipped": 5, "received": 15}
     assert await store.queue_depth() == 15
+
+
+async def test_list_is_newest_first_where_id_text_does_not_sort(store: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ids are base32 (RFC 4648): the 9th character goes 'z' (value 25) -> '2' (value 26) 8 ms later,
+    # and '2' sorts before 'z' as text. Leads written across that step must still list newest first
+    # and page without a gap, which ORDER BY id got wrong.
+    base = 1_790_000_000_000 // 256 * 256 + 25 * 8  # ms with (ms >> 3) & 31 == 25
+    clock = iter(range(base, base + 64, 2))
+    fake = type("Clock", (), {"time": staticmethod(lambda: next(clock) / 1000)})
+    for mod in ("agent.stores.sqlite.intake", "agent.stores.postgres.intake"):
+        monkeypatch.setattr(f"{mod}.time", fake)
+    ids = [(await store.intake_many([lead_in(f"t{k}@example.com")]))[0].lead_id for k in range(8)]
+    assert sorted(ids) != ids  # the text order really is wrong across the step
+    monkeypatch.undo()
+    everything, _ = await store.list(limit=50)
+    assert [x.id for x in everything] == ids[::-1]
+    paged: list[str] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = await store.list(limit=3, cursor=cursor)
+        paged += [x.id for x in page]
+        if cursor is None:
+            break
+    assert paged == ids[::-1]
+    with pytest.raises(ValueError):
+        await store.list(cursor="not-a-lead-id")
 
 
 async def test_mirror_pending_and_status(store: Any) -> None:

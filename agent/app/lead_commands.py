@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from agent.config import Config
+from agent.core.ids import id_time
 from agent.core.models import Category, Priority, State
 from agent.core.states import ReplyStatus
 
@@ -86,7 +87,7 @@ async def leads_command(config: Config, args: argparse.Namespace) -> int:
             filters = {k: normalize_filter(config, k, getattr(args, k)) for k in FILTERS}
             if not 1 <= args.limit <= 500:
                 raise UsageError(f"--limit: must be a whole number from 1 to 500 (got {args.limit})")
-            if args.cursor is not None and (not args.cursor or len(args.cursor) > 64 or not args.cursor.isalnum()):
+            if args.cursor is not None and id_time(args.cursor) is None:
                 raise UsageError("--cursor: not a cursor printed by 'leadbox leads list'")
             if args.failed:
                 raise UsageError("--failed: only with 'leads retry'")

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from agent.app.metrics import Metrics
 from agent.config import Config
+from agent.core.ids import id_time
 from agent.core.models import Category, Lead, LeadIn, Priority, State
 from agent.core.ports import Store
 from agent.core.states import ReplyStatus
@@ -335,7 +336,7 @@ async def list_leads(request: web.Request) -> web.Response:
         except ValueError:
             errors.append(FieldError("limit", "must be a whole number from 1 to 500"))
     cursor = q.get("cursor") or None
-    if cursor and (len(cursor) > 64 or not cursor.isalnum()):
+    if cursor and id_time(cursor) is None:
         errors.append(FieldError("cursor", "is not a cursor returned by this API"))
     if errors:
         return _errors(422, errors)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import enum
 import hashlib
 import json
-import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from agent.core.ids import id_time
 from agent.core.models import (
     Category,
     EmailIntake,
@@ -63,13 +61,6 @@ INSERT_COLUMNS = (
     "state", "next_attempt_at", "created_at", "updated_at",
     "skip_reason", "reply_status", "reply_reason", "mirror_status", "mailbox",
 )
-
-
-def new_id(now: float | None = None) -> str:
-    """A time-ordered id (48-bit ms clock + 80 random bits, base32): sorts by arrival."""
-    ms = int((time.time() if now is None else now) * 1000)
-    raw = ms.to_bytes(6, "big") + os.urandom(10)
-    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
 
 
 def ts(dt: float | None) -> datetime | None:
@@ -149,8 +140,9 @@ def row_to_interaction(r: Mapping[str, Any]) -> Interaction:
 def list_query(state: State | None, category: Category | None, priority: Priority | None,
                limit: int, cursor: str | None, reply_status: ReplyStatus | None = None,
                mailbox: str | None = None) -> tuple[str, tuple[Any, ...]]:
-    """The page query of ``list`` (``?`` placeholders), newest first, one row more than ``limit``
-    to tell whether a next page exists. Filter values go through their enums."""
+    """The page query of ``list`` (``?`` placeholders), newest first by ``created_at`` (the id's
+    text does not sort by time, see ``new_id``), one row more than ``limit`` to tell whether a next
+    page exists. Filter values go through their enums; a cursor that is no lead id is a ValueError."""
     where: list[str] = []
     args: list[Any] = []
     for col, value in (("state", state and State(state)), ("category", category and Category(category)),
@@ -163,10 +155,17 @@ def list_query(state: State | None, category: Category | None, priority: Priorit
         where.append("mailbox = ?")
         args.append(mailbox)
     if cursor:
-        where.append("id < ?")
-        args.append(cursor)
+        # After the cursor's lead in (created_at, id) order. Its exact created_at comes from its
+        # row; a lead erased between two pages falls back to the time its id carries (ms, rounded
+        # up so the page still starts after it).
+        when = id_time(cursor)
+        if when is None:
+            raise ValueError("not a cursor returned by a lead list")
+        at = "COALESCE((SELECT created_at FROM leads WHERE id = ?), ?)"
+        where.append(f"created_at <= {at} AND (created_at < {at} OR id < ?)")
+        args += [cursor, when + 0.001, cursor, when + 0.001, cursor]
     q = "SELECT * FROM leads" + (" WHERE " + " AND ".join(where) if where else "")
-    return q + " ORDER BY id DESC LIMIT ?", (*args, limit + 1)
+    return q + " ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit + 1)
 
 
 class SingleEmailIntake:

@@ -8,8 +8,9 @@ from typing import Any
 
 import psycopg
 
+from agent.core.ids import new_id
 from agent.core.models import IntakeResult, LeadIn
-from agent.stores.common import INSERT_COLUMNS, insert_values, new_id
+from agent.stores.common import INSERT_COLUMNS, insert_values
 from agent.stores.postgres.connection import PostgresBase
 
 

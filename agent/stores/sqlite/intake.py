@@ -6,8 +6,9 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
+from agent.core.ids import new_id
 from agent.core.models import IntakeResult, LeadIn
-from agent.stores.common import INSERT_COLUMNS, insert_values, new_id
+from agent.stores.common import INSERT_COLUMNS, insert_values
 from agent.stores.sqlite.connection import SqliteBase
 
 
