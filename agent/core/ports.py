@@ -146,6 +146,21 @@ class MailTransport(Protocol):
         ...
 
 
+class TokenSource(Protocol):
+    """An OAuth2 access token for the next XOAUTH2 login (IMAP or SMTP) of one account.
+
+    Here rather than in an adapter because the inbox (IMAP) and the reply transport (SMTP) both
+    log in with it, and adapters do not import each other. Calling it may block (a refresh over
+    HTTP): async callers run it in a thread. ``invalidate`` forgets the token after a server
+    refused it, so the next call refreshes it even if its expiry said it was still good (a token
+    can be revoked early).
+    """
+
+    def __call__(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
 class LeadQueue(Protocol):
     """The work queue: intake writes leads, the worker claims them under a lease and writes them back."""
 

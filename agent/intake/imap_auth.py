@@ -1,4 +1,4 @@
-"""Where the inbox gets its IMAP secret: a password, or an XOAUTH2 access token.
+"""Where a mailbox gets its XOAUTH2 access token, for its IMAP login and its SMTP login.
 
 Gmail and Microsoft 365 access tokens live about an hour, and a daemon runs for
 months, so a fixed token cannot work there. ``GoogleTokenSource`` holds
@@ -8,31 +8,30 @@ server refused one (``invalidate``), because a token can be revoked early.
 
 ``StaticTokenSource`` serves ``INBOX_OAUTH_TOKEN`` as is (tests, or a token
 managed by something else). Both are called from the inbox's IMAP threads
-(poll and IDLE), so refreshing is guarded by a lock.
+(poll and IDLE) and, through a thread, by the SMTP transport, so refreshing is
+guarded by a lock. The ``TokenSource`` Protocol they meet lives in
+``agent.core.ports``: the reply transport (agent.mail) takes one without
+importing this package.
 """
 
 from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from agent.config import Config
+from agent.core.ports import TokenSource
 from agent.errors import NeedsCredentials, TransientError
 
-__all__ = ["GoogleTokenSource", "StaticTokenSource", "TokenSource", "make_token_source"]
+if TYPE_CHECKING:
+    from agent.config_mailboxes import Mailbox
+
+__all__ = ["GoogleTokenSource", "StaticTokenSource", "TokenSource", "mailbox_token_source", "make_token_source"]
 
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 # Refresh this long before the expiry Google announced, so a login never races it.
 REFRESH_MARGIN = timedelta(minutes=5)
-
-
-class TokenSource(Protocol):
-    """Gives the access token for the next login; forgets it after a refusal."""
-
-    def __call__(self) -> str: ...
-
-    def invalidate(self) -> None: ...
 
 
 class StaticTokenSource:
@@ -119,3 +118,13 @@ def make_token_source(config: Config) -> TokenSource:
             timeout=config.settings.inbox.timeout,
         )
     return StaticTokenSource(s.inbox_oauth_token)
+
+
+def mailbox_token_source(config: Config, box: Mailbox) -> TokenSource:
+    """The token source of one mailbox of ``inbox.mailboxes``: its own refresh token
+    (``refresh_token_env``) with the shared client id and secret, else the shared one."""
+    s = config.secrets
+    if box.refresh_token:
+        return GoogleTokenSource(s.google_oauth_client_id, s.google_oauth_client_secret, box.refresh_token,
+                                 timeout=box.inbox.timeout)
+    return make_token_source(config)

@@ -64,7 +64,7 @@ from agent.core.states import INBOX_TAKEN, HealthState, InboxOutcome
 from agent.errors import ConfigError, NeedsCredentials, TransientError
 from agent.intake.email_parse import ParsedEmail
 from agent.intake.imap import FetchedMessage, ImapMailbox
-from agent.intake.imap_auth import GoogleTokenSource, TokenSource, make_token_source
+from agent.intake.imap_auth import TokenSource, mailbox_token_source
 from agent.intake.inbox_record import InboxRecorder
 from agent.intake.parse_pool import ParseOptions, ParsePool
 
@@ -141,7 +141,8 @@ class InboxPoller:
         self.store = store
         self.metrics = metrics
         self.on_intake = on_intake
-        self._tokens: TokenSource | None = self._token_source() if self.cfg.auth == "xoauth2" else None
+        self._tokens: TokenSource | None = (mailbox_token_source(config, self.box) if self.cfg.auth == "xoauth2"
+                                            else None)
         # One thread owns the polling connection: commands never interleave.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"inbox-imap-{self.box.name}")
         self._mb = self._make_mailbox()
@@ -176,14 +177,6 @@ class InboxPoller:
         self.idle_events = 0
 
     # ------------------------------------------------------------------ set-up
-
-    def _token_source(self) -> TokenSource:
-        """This mailbox's refresh token (refresh_token_env) with the shared client, else the shared one."""
-        s = self.config.secrets
-        if self.box.refresh_token:
-            return GoogleTokenSource(s.google_oauth_client_id, s.google_oauth_client_secret,
-                                     self.box.refresh_token, timeout=self.cfg.timeout)
-        return make_token_source(self.config)
 
     def _make_mailbox(self) -> ImapMailbox:
         c = self.cfg
