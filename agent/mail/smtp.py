@@ -14,11 +14,18 @@ before DATA, ``after_commit`` right after DATA's 250, and no answer to DATA is
 
 A quota or throttling answer pauses the whole transport (agent.mail.limits); what each
 refusal means is read by agent.mail.smtp_errors.
+
+An account with an OAuth2 token (an ``auth = "xoauth2"`` mailbox: Gmail, Microsoft 365) logs in
+with SASL ``AUTH XOAUTH2`` instead of a password, the token taken from its ``TokenSource`` at each
+login. A refused token may only be stale or revoked early, so it is invalidated and the login is
+tried once more with a freshly refreshed one; a second refusal is ``needs_credentials``, like a
+refused password, and the next login refreshes again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import ssl
 import time
@@ -29,8 +36,9 @@ from typing import Any
 import aiosmtplib
 
 from agent.core.models import Health, OutgoingMail
+from agent.core.ports import TokenSource
 from agent.core.states import HealthState
-from agent.errors import DeliveryUncertain, PermanentError, TransientError
+from agent.errors import ConfigError, DeliveryUncertain, NeedsCredentials, PermanentError, TransientError
 from agent.mail.limits import SendPause
 from agent.mail.settle import MailboxSentLookup
 from agent.mail.smtp_errors import Stage, classify
@@ -54,6 +62,28 @@ class _Stale(Exception):
 
 
 _LOGIN_REFUSED = "SMTP login refused: check EMAIL_USER / EMAIL_PASS (an app password for Gmail)"
+_TOKEN_REFUSED = "SMTP login refused: the OAuth access token was not accepted (check the account's refresh token)"
+_REFRESH_REFUSED = ("SMTP login impossible: refreshing the OAuth access token was refused (check the refresh token "
+                    "and GOOGLE_OAUTH_CLIENT_ID / GOOGLE_OAUTH_CLIENT_SECRET)")
+_TOKEN_UNREACHABLE = "the OAuth token endpoint is unreachable"
+
+
+class _NoToken(Exception):
+    """The token source gave no token: its refresh was refused (``refused``) or could not be reached.
+
+    Raised instead of the source's own error so that a TransientError of a ledger write during
+    the send is never mistaken for the token endpoint's. Carries no text: the source's messages
+    stay out of /readyz and the lead's error.
+    """
+
+    def __init__(self, refused: bool) -> None:
+        super().__init__("refused" if refused else "unreachable")
+        self.refused = refused
+
+
+def xoauth2_initial_response(username: str, token: str) -> bytes:
+    """SASL XOAUTH2's one message (Google's and Microsoft's format), base64 for the AUTH line."""
+    return base64.b64encode(f"user={username}\x01auth=Bearer {token}\x01\x01".encode())
 
 
 def _stage(e: aiosmtplib.SMTPResponseException) -> Stage:
@@ -75,13 +105,17 @@ class SmtpTransport:
     commit_point = True
 
     def __init__(
-        self, *, host: str, port: int, security: str, username: str, password: str,
+        self, *, host: str, port: int, security: str, username: str, password: str | None = None,
+        oauth2_token: TokenSource | None = None,
         ca_file: str = "", timeout: float = 20.0, from_address: str = "",
         pool_size: int = 4, max_per_session: int = 100, pause: SendPause | None = None,
         lookup: MailboxSentLookup | None = None,
     ) -> None:
+        if (password is None) == (oauth2_token is None):
+            raise ConfigError("smtp: an account logs in with a password or with an OAuth2 token source (one of them)")
         self.host, self.port, self.security = host, port, security
-        self._username, self._password = username, password
+        self._username, self._password, self._token = username, password, oauth2_token
+        self.refused_tokens = 0  # XOAUTH2 logins refused (for tests: a stale token is refreshed once)
         self.timeout = timeout
         self.from_address = from_address or username
         self._tls = ssl.create_default_context(cafile=ca_file or None)
@@ -102,12 +136,49 @@ class SmtpTransport:
             start_tls=self.security == "starttls", tls_context=self._tls, timeout=self.timeout)
         await smtp.connect()
         try:
-            await smtp.login(self._username, self._password)
+            if self._token is not None:
+                await self._login_xoauth2(smtp, self._token)
+            else:
+                await smtp.login(self._username, self._password or "")
         except BaseException:
             smtp.close()
             raise
         self.sessions_opened += 1
         return _Session(smtp)
+
+    async def _login_xoauth2(self, smtp: aiosmtplib.SMTP, tokens: TokenSource) -> None:
+        """``AUTH XOAUTH2`` with the source's token; on a refusal, once more with a refreshed one.
+
+        The token is fetched in a thread (a refresh is a blocking HTTP call). A token the server
+        refused is invalidated at once, so whichever login comes next refreshes it; the same
+        token handed out again (a static one) is not tried twice. An answer that is not about
+        the token (454 too many logins) is raised as it is, for the sending limits to read.
+        """
+        if smtp.is_ehlo_or_helo_needed:
+            await smtp.ehlo()
+        refused: str | None = None
+        code, message = 535, ""
+        for attempt in (1, 2):
+            try:
+                token = await asyncio.to_thread(tokens)
+            except NeedsCredentials:
+                raise _NoToken(refused=True) from None
+            except (TransientError, OSError):
+                raise _NoToken(refused=False) from None
+            if token == refused:  # a static token: nothing fresher to try
+                break
+            code, message = await _auth_xoauth2(smtp, self._username, token)
+            if code == 235:
+                return
+            verdict = classify(code, message, "auth")
+            if verdict.kind != "credentials":
+                break
+            self.refused_tokens += 1
+            tokens.invalidate()  # whichever login comes next refreshes it
+            refused = token
+            if attempt == 1:
+                log.info("smtp: xoauth2 token refused, trying a refreshed one", extra={"reason": verdict.describe()})
+        raise aiosmtplib.SMTPAuthenticationError(code, message)
 
     def _take_idle(self) -> _Session | None:
         now = time.monotonic()
@@ -213,7 +284,7 @@ class SmtpTransport:
             self.pause.answered(probe)
             code = f"{v.code} {v.enhanced}" if v.enhanced else str(v.code)
             if v.kind == "credentials":
-                self._state = {"state": "needs_credentials", "since": time.time(), "reason": _LOGIN_REFUSED}
+                self._state = self._refused(_LOGIN_REFUSED if self._token is None else _TOKEN_REFUSED)
                 raise TransientError("smtp: login refused (needs credentials)", retry_after=300) from None
             if v.kind == "recipient":
                 self._state = {"state": "ok"}
@@ -224,6 +295,13 @@ class SmtpTransport:
                 raise PermanentError(f"smtp: refused with {code}") from None
             self._state = {"state": "degraded", "reason": f"server answered {code}", "since": time.time()}
             raise TransientError(f"smtp: server answered {code}") from None
+        except _NoToken as e:  # the server was never asked: like an unreachable one for a probe
+            self.pause.unreachable(probe)
+            self._state = self._no_token(e)
+            if e.refused:
+                raise TransientError("smtp: login impossible, the OAuth token refresh was refused (needs credentials)",
+                                     retry_after=300) from None
+            raise TransientError(f"smtp: {_TOKEN_UNREACHABLE}; will retry") from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
             self.pause.unreachable(probe)
             self._state = {"state": "down", "reason": type(e).__name__, "since": time.time()}
@@ -244,14 +322,27 @@ class SmtpTransport:
             if v.pauses_transport:  # "454 4.7.0 Too many login attempts": a pause, not bad credentials
                 self.pause.limited(v, probe=False)
             elif v.kind == "credentials":
-                self._state = {"state": "needs_credentials", "since": time.time(), "reason": _LOGIN_REFUSED}
+                self._state = self._refused(_LOGIN_REFUSED if self._token is None else _TOKEN_REFUSED)
             else:
                 code = f"{v.code} {v.enhanced}" if v.enhanced else str(v.code)
                 self._state = {"state": "down", "reason": f"server answered {code}", "since": time.time()}
+        except _NoToken as e:
+            self._state = self._no_token(e)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as e:
             self._state = {"state": "down", "reason": type(e).__name__, "since": time.time()}
         else:
             self._state = {"state": "ok"}
+
+    @staticmethod
+    def _refused(reason: str) -> dict[str, Any]:
+        return {"state": "needs_credentials", "since": time.time(), "reason": reason}
+
+    @classmethod
+    def _no_token(cls, e: _NoToken) -> dict[str, Any]:
+        """/readyz's state when the token source gave no token: its fixed text, never the source's."""
+        if e.refused:
+            return cls._refused(_REFRESH_REFUSED)
+        return {"state": "down", "reason": _TOKEN_UNREACHABLE, "since": time.time()}
 
     async def was_sent(self, message_id: str) -> bool | None:
         """True when the reply is found in the mailbox (reply.settle); else None: SMTP alone
@@ -273,6 +364,20 @@ class SmtpTransport:
         """QUIT the pooled sessions (at shutdown)."""
         idle, self._idle = self._idle, []
         await asyncio.gather(*(_quit(s.smtp) for s in idle))
+
+
+async def _auth_xoauth2(smtp: aiosmtplib.SMTP, username: str, token: str) -> tuple[int, str]:
+    """One ``AUTH XOAUTH2`` exchange; the server's final code and text.
+
+    A refusing server (Gmail, Microsoft) first sends its error details as a 334 challenge (base64
+    JSON: status, schemes, scope); the client answers with an empty line and then gets the final
+    error (535). Written over ``execute_command`` rather than a library helper, which not every
+    aiosmtplib we accept has.
+    """
+    response = await smtp.execute_command(b"AUTH", b"XOAUTH2", xoauth2_initial_response(username, token))
+    if response.code == 334:
+        response = await smtp.execute_command(b"")
+    return response.code, response.message
 
 
 async def _quit(smtp: aiosmtplib.SMTP) -> None:

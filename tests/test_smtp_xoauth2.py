@@ -1,0 +1,116 @@
+"""Replies of an ``auth = "xoauth2"`` mailbox over SMTP ``AUTH XOAUTH2`` with the mailbox's own login.
+
+Against the session's aiosmtpd (it speaks XOAUTH2 as Gmail does: a refused token gets a 334 with
+error JSON, then 535) and the fake Google token endpoint of tests/fixtures/sheets_fake.py
+(refresh-token grants), with the real ``GoogleTokenSource``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+import pytest
+
+from agent.core.models import OutgoingMail
+from agent.errors import TransientError
+from agent.intake.imap_auth import GoogleTokenSource
+from agent.mail.smtp import SmtpTransport, xoauth2_initial_response
+
+CLIENT_ID, CLIENT_SECRET = "cid-123.apps.example", "client-secret-9f8e7d"
+
+
+def _logged(caplog: pytest.LogCaptureFixture) -> str:
+    """Every log record of our process (ours, aiosmtplib, google-auth, urllib3) with its fields;
+    the test SMTP server's own debug log (``mail.log``) is the server's, not ours."""
+    return "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records if not r.name.startswith("mail.log"))
+
+
+def _reply(to: str, from_addr: str) -> OutgoingMail:
+    mid = f"<reply-{uuid.uuid4().hex[:8]}@ourco.example>"
+    data = (f"From: {from_addr}\r\nTo: {to}\r\nSubject: Re: hola\r\nMessage-ID: {mid}\r\n\r\nGracias.\r\n").encode()
+    return OutgoingMail(message_id=mid, from_addr=from_addr, to_addr=to, data=data)
+
+
+def _transport(smtp: Any, user: str, tokens: Any) -> SmtpTransport:
+    return SmtpTransport(host=smtp.host, port=smtp.port_tls, security="tls", username=user, oauth2_token=tokens,
+                         ca_file=smtp.ca_file, timeout=5, from_address="soporte@ourco.example")
+
+
+def test_the_initial_response_is_the_sasl_xoauth2_format() -> None:
+    assert xoauth2_initial_response("a@b.example", "ya29.x") == (
+        b"dXNlcj1hQGIuZXhhbXBsZQFhdXRoPUJlYXJlciB5YTI5LngBAQ==")  # "user=a@b.example^Aauth=Bearer ya29.x^A^A"
+
+
+async def test_a_refused_token_is_refreshed_once_through_the_token_source(
+        smtp_server: Any, fresh_sheets: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A token the server no longer takes (revoked before its expiry) is invalidated and
+    refreshed, and the reply goes out with the fresh one; the next session uses it without a
+    refresh. When the server refuses the fresh one too, that is needs_credentials, and no
+    token, refresh token or client secret is in the error, /readyz or the logs."""
+    caplog.set_level(logging.DEBUG)
+    user, refresh = "soporte@ourco.example", f"1//refresh-{uuid.uuid4().hex}"
+    fresh_sheets.register_refresh_token(refresh, CLIENT_ID, CLIENT_SECRET)
+    tokens = GoogleTokenSource(CLIENT_ID, CLIENT_SECRET, refresh, token_uri=fresh_sheets.token_uri, timeout=5)
+    stale = await asyncio.to_thread(tokens)  # cached: google-auth believes it good for an hour
+    revoked = {stale}
+
+    def newest_only(login: str, token: str) -> bool:  # the newest token the endpoint issued, unless revoked
+        return login == user and token == fresh_sheets.issued[-1] and token not in revoked
+
+    smtp_server.sink.accept_token = newest_only
+    t = _transport(smtp_server, user, tokens)
+    try:
+        await t.send(_reply("cliente@empresa.example", "soporte@ourco.example"))
+        [m] = smtp_server.wait_for(1)
+        fresh = fresh_sheets.issued[-1]
+        assert fresh_sheets.issued == [stale, fresh] and fresh != stale  # refreshed exactly once
+        assert (m["login"], m["mechanism"], m["token"]) == (user, "XOAUTH2", fresh)
+        assert smtp_server.sink.refused_tokens == [(user, stale)] and t.refused_tokens == 1
+        assert t.health().state.value == "ok"
+        await t.close()  # the next session logs in again, with the cached fresh token
+        await t.send(_reply("otro@empresa.example", "soporte@ourco.example"))
+        assert len(smtp_server.wait_for(2)) == 2 and fresh_sheets.issued == [stale, fresh]
+        await t.close()
+
+        smtp_server.sink.accept_token = lambda login, token: False  # the grant itself is revoked
+        with pytest.raises(TransientError) as e:
+            await t.send(_reply("tercero@empresa.example", "soporte@ourco.example"))
+        assert "needs credentials" in str(e.value)
+        assert len(fresh_sheets.issued) == 3  # the refused cached token, then one refresh, then stop
+        health = t.health()
+        assert health.state.value == "needs_credentials"
+        shown = f"{e.value} {json.dumps(health.as_json())} {_logged(caplog)}"
+        for secret in (stale, fresh, *fresh_sheets.issued, refresh, CLIENT_SECRET):
+            assert secret not in shown
+        assert len(smtp_server.messages) == 2
+    finally:
+        await t.close()
+
+
+async def test_a_refused_refresh_is_needs_credentials_and_an_unreachable_endpoint_is_down(
+        smtp_server: Any, fresh_sheets: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    user, refresh = "soporte@ourco.example", f"1//revoked-{uuid.uuid4().hex}"  # never registered
+    t = _transport(smtp_server, user, GoogleTokenSource(CLIENT_ID, CLIENT_SECRET, refresh,
+                                                        token_uri=fresh_sheets.token_uri, timeout=5))
+    with pytest.raises(TransientError) as e:
+        await t.send(_reply("cliente@empresa.example", "soporte@ourco.example"))
+    health = t.health()
+    assert "needs credentials" in str(e.value) and health.state.value == "needs_credentials"
+    assert "refreshing the OAuth access token was refused" in (health.reason or "")
+    await t.check()  # /readyz's login says the same
+    assert t.health().state.value == "needs_credentials"
+    shown = f"{e.value} {json.dumps(health.as_json())} {_logged(caplog)}"
+    assert refresh not in shown and CLIENT_SECRET not in shown
+
+    fresh_sheets.register_refresh_token(refresh, CLIENT_ID, CLIENT_SECRET)
+    with fresh_sheets.down():
+        with pytest.raises(TransientError) as e:
+            await t.send(_reply("cliente@empresa.example", "soporte@ourco.example"))
+        assert "token endpoint is unreachable" in str(e.value) and t.health().state.value == "down"
+    assert smtp_server.messages == [] and smtp_server.sink.refused_tokens == []
+    await t.close()
