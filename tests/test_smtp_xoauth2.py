@@ -1,8 +1,10 @@
 """Replies of an ``auth = "xoauth2"`` mailbox over SMTP ``AUTH XOAUTH2`` with the mailbox's own login.
 
 Against the session's aiosmtpd (it speaks XOAUTH2 as Gmail does: a refused token gets a 334 with
-error JSON, then 535) and the fake Google token endpoint of tests/fixtures/sheets_fake.py
-(refresh-token grants), with the real ``GoogleTokenSource``.
+error JSON, then 535), Dovecot (which takes the bearer token of its passwd-file user) and the
+fake Google token endpoint of tests/fixtures/sheets_fake.py (refresh-token grants). The daemon
+test uses a static token (``INBOX_OAUTH_TOKEN``): a daemon's refresh token would go to Google.
+The refresh itself is proven on the transport with the real ``GoogleTokenSource``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import asyncio
 import json
 import logging
 import uuid
+from email import message_from_bytes, policy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,9 @@ from agent.core.models import OutgoingMail
 from agent.errors import TransientError
 from agent.intake.imap_auth import GoogleTokenSource
 from agent.mail.smtp import SmtpTransport, xoauth2_initial_response
+from tests.fixtures.daemon import wait_for
+from tests.test_inbox import mail
+from tests.test_mailboxes import boxes_env
 
 CLIENT_ID, CLIENT_SECRET = "cid-123.apps.example", "client-secret-9f8e7d"
 
@@ -43,6 +50,71 @@ def _transport(smtp: Any, user: str, tokens: Any) -> SmtpTransport:
 def test_the_initial_response_is_the_sasl_xoauth2_format() -> None:
     assert xoauth2_initial_response("a@b.example", "ya29.x") == (
         b"dXNlcj1hQGIuZXhhbXBsZQFhdXRoPUJlYXJlciB5YTI5LngBAQ==")  # "user=a@b.example^Aauth=Bearer ya29.x^A^A"
+
+
+async def test_an_xoauth2_mailbox_replies_from_its_address_over_its_own_login_and_settles_in_its_account(
+        dovecot: Any, smtp_server: Any, tmp_path: Path, make_daemon: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """ventas logs in with a password, soporte with XOAUTH2; info's token is not taken by SMTP: its
+    mailbox shows needs_credentials in /readyz, its lead keeps waiting, and the token shows nowhere."""
+    caplog.set_level(logging.DEBUG)
+    token = f"ya29.static-{uuid.uuid4().hex}"  # Dovecot takes a bearer token equal to the password
+    ventas, soporte, info = (f"{n}-{uuid.uuid4().hex[:6]}@leadbox.test" for n in ("ventas", "soporte", "info"))
+    dovecot.add_user(ventas, "pw-" + ventas[:6])
+    for user in (soporte, info):
+        dovecot.add_user(user, token)
+    smtp_server.users[ventas] = "pw-" + ventas[:6]
+    smtp_server.oauth_tokens[soporte] = token  # info: none, so its SMTP login is refused
+
+    def provider(message: dict[str, Any]) -> None:  # the server delivers our self-copy to our INBOX
+        for user in (ventas, soporte):
+            if user in message["rcpt_tos"]:
+                dovecot.append(user, "INBOX", message["data"])
+
+    smtp_server.sink.on_accept = provider
+    boxes = [{"name": "ventas", "username": ventas, "from_address": "ventas@ourco.example", "password_env": "PW_V"},
+             {"name": "soporte", "username": soporte, "from_address": "soporte@ourco.example", "auth": "xoauth2"},
+             {"name": "info", "username": info, "from_address": "info@ourco.example", "auth": "xoauth2"}]
+    dovecot.append(ventas, "INBOX", mail(1))
+    dovecot.append(soporte, "INBOX", mail(2))
+    dovecot.append(info, "INBOX", mail(3))
+    env = {**boxes_env(dovecot, smtp_server, boxes, tmp_path, PW_V="pw-" + ventas[:6], INBOX_OAUTH_TOKEN=token),
+           "LEADBOX_REPLY__SETTLE": "self-copy", "LEADBOX_REPLY__SETTLE_INTERVAL": "3600"}
+    try:
+        d, client = await make_daemon(env)
+        sent = await asyncio.to_thread(smtp_server.wait_for, 2, 20)
+        by_to = {m["rcpt_tos"][0]: m for m in sent}
+        assert set(by_to) == {"cliente1@empresa1.example", "cliente2@empresa2.example"}
+        m = by_to["cliente2@empresa2.example"]
+        head = message_from_bytes(m["data"], policy=policy.default)
+        assert head["From"].addresses[0].addr_spec == "soporte@ourco.example"
+        assert m["mail_from"] == "soporte@ourco.example"
+        assert (m["login"], m["mechanism"], m["token"]) == (soporte, "XOAUTH2", token)  # not the [reply] account
+        assert m["rcpt_tos"] == ["cliente2@empresa2.example", soporte]  # its own self-copy
+        assert (by_to["cliente1@empresa1.example"]["login"], by_to["cliente1@empresa1.example"]["mechanism"]) == (
+            ventas, "password")
+        # reply.settle looks soporte's replies up in soporte's own account, logging in with XOAUTH2.
+        found = await d.box_lookups["soporte"].find_sent([head["Message-ID"]])
+        assert found.error is None and found.found == {head["Message-ID"]: "INBOX"}
+
+        async def refused() -> bool:
+            r = (await (await client.get("/readyz")).json())["checks"]["reply"]
+            return bool(r["mailboxes"]["info"]["state"] == "needs_credentials")
+        await wait_for(refused, what="info's SMTP login refused")
+        ready = await client.get("/readyz")
+        body = await ready.text()
+        mailboxes = json.loads(body)["checks"]["reply"]["mailboxes"]
+        assert mailboxes["soporte"]["state"] == "ok" and mailboxes["info"]["state"] == "needs_credentials"
+        assert "OAuth access token was not accepted" in mailboxes["info"]["reason"]
+        info_lead = await d.store.get_by_email("cliente3@empresa3.example")
+        assert info_lead is not None and info_lead.state.value == "mirrored"
+        assert "credentials" in (info_lead.last_error or "")
+        assert not any(m["rcpt_tos"][0] == "cliente3@empresa3.example" for m in smtp_server.messages)
+        assert {login for login, _ in smtp_server.sink.refused_tokens} == {info}
+        b64 = xoauth2_initial_response(info, token).decode()
+        for text in (body, info_lead.last_error or "", _logged(caplog)):
+            assert token not in text and b64 not in text
+    finally:
+        smtp_server.users.pop(ventas, None)
 
 
 async def test_a_refused_token_is_refreshed_once_through_the_token_source(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.config import Config
 from agent.core.models import Health
-from agent.core.ports import Classifier, MailTransport, Mirror, Store
+from agent.core.ports import Classifier, MailTransport, Mirror, Store, TokenSource
 from agent.core.states import HealthState
 from agent.errors import ConfigError
 from agent.stores import open_store
@@ -58,25 +58,29 @@ def make_classifier(config: Config) -> Classifier:
 def make_sent_lookup(config: Config, box: Mailbox | None = None) -> MailboxSentLookup | None:
     """reply.settle's IMAP lookup for SMTP replies, or None (the outbox, or settle = off).
 
-    The account is the mailbox the replies go out from: ``box`` (one of ``inbox.mailboxes`` whose
-    replies go out over its own login); else the polled inbox's login when the inbox is polled,
-    else the [inbox] connection settings with EMAIL_USER / EMAIL_PASS.
+    The account is the mailbox the replies go out from: ``box`` (one of ``inbox.mailboxes``, each
+    sending over its own login, its password or its XOAUTH2 token); else the polled inbox's login
+    when the inbox is polled, else the [inbox] connection settings with EMAIL_USER / EMAIL_PASS.
     """
     r, i = config.settings.reply, config.settings.inbox
     if r.transport != "smtp" or r.settle == "off":
         return None
+    from agent.intake.imap_auth import mailbox_token_source, make_token_source
     from agent.mail.settle import MailboxSentLookup
 
-    user, password, token = config.secrets.email_user, config.secrets.email_pass or None, None
+    user, password = config.secrets.email_user, config.secrets.email_pass or None
+    token: TokenSource | None = None
     if box is not None:
         i, user, password = box.inbox, box.username, box.password
+        if i.auth == "xoauth2":
+            password, token = None, mailbox_token_source(config, box)
     elif i.enabled:
         user = config.inbox_username
         if i.auth == "xoauth2":
-            from agent.intake.imap_auth import make_token_source
-
             password, token = None, make_token_source(config)
-    own = user if "@" in user else r.from_address  # where our self-copy is addressed
+    # Where our self-copy is addressed: the login when it is an address, else the address the
+    # replies come from (the mailbox's own, or [reply]'s).
+    own = user if "@" in user else box.from_address if box is not None else r.from_address
     return MailboxSentLookup(
         r.settle, host=i.host, port=i.port, security=i.security, username=user, password=password,
         oauth2_token=token, ca_file=i.ca_file, timeout=i.timeout, sent_folder=r.sent_folder,
@@ -88,17 +92,15 @@ def make_forget_mailboxes(config: Config) -> list[tuple[ImapMailbox, list[str]]]
     leadbox reads or files mail into; empty when no inbox is polled. Sessions of their own, never
     a poller's connection."""
     from agent.intake.imap import ImapMailbox
-    from agent.intake.imap_auth import GoogleTokenSource, make_token_source
+    from agent.intake.imap_auth import mailbox_token_source
 
-    r, s = config.settings.reply, config.secrets
+    r = config.settings.reply
     out = []
     for m in make_mailboxes(config):
         i = m.inbox
         auth: dict[str, Any] = {"password": m.password or ""}
         if i.auth == "xoauth2":
-            auth = {"oauth2_token": GoogleTokenSource(s.google_oauth_client_id, s.google_oauth_client_secret,
-                                                      m.refresh_token, timeout=i.timeout)
-                    if m.refresh_token else make_token_source(config)}
+            auth = {"oauth2_token": mailbox_token_source(config, m)}
         box = ImapMailbox(i.host, i.port, security=i.security, username=m.username, folder=i.folder,
                           ca_file=i.ca_file or None, timeout=i.timeout, **auth)
         out.append((box, [i.folder, i.move_to, i.quarantine_folder, r.self_copy_folder]))
@@ -106,13 +108,13 @@ def make_forget_mailboxes(config: Config) -> list[tuple[ImapMailbox, list[str]]]
 
 
 def make_box_lookups(config: Config) -> dict[str, MailboxSentLookup]:
-    """With ``inbox.mailboxes``: the settle lookup of each mailbox whose replies go out over its own
-    SMTP login (a password mailbox); the others' replies go out over [reply] (the default lookup)."""
+    """With ``inbox.mailboxes``: the settle lookup of each mailbox, in its own account (each one's
+    replies go out over its own SMTP login, so its self-copy and Sent folder are its own)."""
     if not config.settings.inbox.mailboxes:
         return {}
     out = {}
     for m in make_mailboxes(config):
-        if m.password is not None and (lookup := make_sent_lookup(config, m)) is not None:
+        if (lookup := make_sent_lookup(config, m)) is not None:
             out[m.name] = lookup
     return out
 
@@ -120,7 +122,7 @@ def make_box_lookups(config: Config) -> dict[str, MailboxSentLookup]:
 def make_transport(config: Config, lookup: MailboxSentLookup | None = None,
                    box_lookups: dict[str, MailboxSentLookup] | None = None) -> MailTransport:
     """The reply transport: with SMTP and ``inbox.mailboxes``, each mailbox's replies go out over
-    its own login (a password mailbox; an xoauth2 one uses the [reply] account)."""
+    its own login: its password, or ``AUTH XOAUTH2`` with its own token (``auth = "xoauth2"``)."""
     r = config.settings.reply
     if r.transport == "smtp":
         from agent.mail.limits import SendPause
@@ -136,17 +138,16 @@ def make_transport(config: Config, lookup: MailboxSentLookup | None = None,
         boxes = make_mailboxes(config)
         if not config.settings.inbox.mailboxes:
             return default
+        from agent.intake.imap_auth import mailbox_token_source
         from agent.mail.routing import MailboxRouter
 
         by_from: dict[str, tuple[str, MailTransport]] = {}
         for m in boxes:
-            if m.password is None:
-                log.warning("replies of an xoauth2 mailbox go out over the [reply] SMTP account",
-                            extra={"mailbox": m.name})
-                continue
+            login: dict[str, Any] = ({"oauth2_token": mailbox_token_source(config, m)} if m.inbox.auth == "xoauth2"
+                                     else {"password": m.password or ""})
             by_from[m.from_address] = (m.name, SmtpTransport(
                 host=m.smtp_host, port=m.smtp_port, security=m.smtp_security, username=m.username,
-                password=m.password, ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=m.from_address,
+                **login, ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=m.from_address,
                 pool_size=r.smtp_pool_size, max_per_session=r.smtp_max_per_session,
                 pause=SendPause(base=r.pause_seconds, quota_probe=r.quota_probe_minutes * 60),
                 lookup=(box_lookups or {}).get(m.name)))

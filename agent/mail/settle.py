@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 from imapclient.imapclient import SENT
 
+from agent.core.ports import TokenSource
 from agent.core.settle import SentSearch
-from agent.errors import LeadboxError
+from agent.errors import LeadboxError, NeedsCredentials
 from agent.intake.imap import ImapMailbox
 
 log = logging.getLogger("leadbox.settle")
@@ -41,7 +42,7 @@ class MailboxSentLookup:
 
     def __init__(
         self, mode: Mode, *, host: str, port: int, security: Literal["tls", "starttls"], username: str,
-        password: str | None = None, oauth2_token: Callable[[], str] | None = None, ca_file: str = "",
+        password: str | None = None, oauth2_token: TokenSource | None = None, ca_file: str = "",
         timeout: float = 30.0, sent_folder: str = "", self_copy_folder: str = "Leads/Sent",
         self_copy_address: str = "",
     ) -> None:
@@ -49,6 +50,7 @@ class MailboxSentLookup:
         self.resolved: Mode | None = None if mode == "auto" else mode
         self._mailbox = dict(host=host, port=port, security=security, username=username, password=password,
                              oauth2_token=oauth2_token, ca_file=ca_file or None, timeout=timeout)
+        self._tokens = oauth2_token
         self.sent_folder = sent_folder
         self.self_copy_folder = self_copy_folder
         self._self_copy = self_copy_address or username
@@ -95,6 +97,10 @@ class MailboxSentLookup:
                     if uids:
                         found.update({mid: folder for mid in _which(box, [int(u) for u in uids], chunk)})
             return SentSearch(found=found, folders=tuple(folders), mode=mode)
+        except NeedsCredentials as e:
+            if self._tokens is not None:  # a refused XOAUTH2 token: the next session refreshes it
+                self._tokens.invalidate()
+            return SentSearch(error=f"imap: {e}")
         except (LeadboxError, OSError) as e:
             return SentSearch(error=f"imap: {e}")
         except Exception as e:  # noqa: BLE001 - a NO/BAD answer or a protocol surprise: unknown, try later
