@@ -241,6 +241,93 @@ async def test_email_alerts_ignore_reply_caps_and_loop_protection_and_the_digest
     assert "0 lead(s)" in str(later["Subject"])
 
 
+def smtp_alert_env(smtp_server: Any, email_to: str, **over: str) -> dict[str, str]:
+    env = alerts_env("", LEADBOX_ALERTS__EMAIL_TO=email_to, **over)
+    env.update({
+        "LEADBOX_REPLY__TRANSPORT": "smtp", "LEADBOX_REPLY__SMTP_HOST": smtp_server.host,
+        "LEADBOX_REPLY__SMTP_PORT": str(smtp_server.port_tls), "LEADBOX_REPLY__SMTP_SECURITY": "tls",
+        "LEADBOX_REPLY__CA_FILE": smtp_server.ca_file, "LEADBOX_REPLY__SMTP_TIMEOUT": "3",
+        "EMAIL_USER": smtp_server.username, "EMAIL_PASS": smtp_server.password,
+    })
+    return env
+
+
+async def test_email_alerts_to_several_addresses_reach_each_one_once_whatever_the_others_do(
+        make_daemon: Any, smtp_server: Any) -> None:
+    """One address refused for good, one deferred for a while, one that works: the working one gets
+    the alert exactly once, the deferred one once when it takes it, the refused one is recorded
+    failed at once (no retries), and the API shows each address's row."""
+    ok, refused, busy = "equipo@ourco.example", "nadie@ourco.example", "guardia@ourco.example"
+    deferring = True
+
+    def rcpt(address: str) -> str | None:
+        if address == refused:
+            return "550 5.1.1 The email account that you tried to reach does not exist"
+        if address == busy and deferring:
+            return "450 4.2.1 Mailbox busy"
+        return None
+
+    smtp_server.sink.refuse_rcpt = rcpt
+    d, client = await make_daemon(smtp_alert_env(smtp_server, f"{ok}, {refused}, {busy}"))
+    lead_id = (await (await client.post("/leads", json=lead(1, "vip.example"))).json())["id"]
+    h = {"Authorization": "Bearer tok"}
+
+    async def rows() -> dict[str, tuple[str, int]]:
+        shown = (await (await client.get(f"/leads/{lead_id}", headers=h)).json())["alerts"]
+        return {a["to"]: (a["status"], a["attempts"]) for a in shown if a["channel"] == "email"}
+
+    async def retried() -> bool:
+        r = await rows()
+        return r.get(busy, ("", 0))[1] >= 2 and r.get(ok, ("",))[0] == "sent"
+    await wait_for(retried, what="the busy address retried while the others are done")
+
+    def to(address: str) -> list[Any]:
+        return [m for m in smtp_server.messages if m["rcpt_tos"] == [address]]
+
+    assert len(to(ok)) == 1 and to(busy) == [] and to(refused) == []
+    r = await rows()
+    assert r[ok] == ("sent", 1) and r[refused] == ("failed", 1) and r[busy][0] == "pending"
+    shown = (await (await client.get(f"/leads/{lead_id}", headers=h)).json())["alerts"]
+    assert "550 5.1.1" in next(a["last_error"] for a in shown if a["to"] == refused)
+    deferring = False
+
+    async def busy_sent() -> bool:
+        return (await rows())[busy][0] == "sent"
+    await wait_for(busy_sent, what="the busy address took it")
+    assert d.alert_sender is not None
+    await d.alert_sender.run_due()  # one more pass: nothing is due, nothing goes out again
+    assert len(to(ok)) == 1 and len(to(busy)) == 1 and to(refused) == []
+    [a], [b] = to(ok), to(busy)
+    ids = {message_from_bytes(m["data"], policy=policy.default)["Message-ID"] for m in (a, b)}
+    assert len(ids) == 2 and all(i.startswith(f"<alert-{lead_id}-") for i in ids)  # one id per address
+    metrics = await (await client.get("/metrics")).text()
+    assert 'leadbox_alerts_total{channel="email",outcome="sent"} 2.0' in metrics
+    assert 'leadbox_alerts_total{channel="email",outcome="failed"} 1.0' in metrics
+    from agent.console.i18n import WORDS
+    from agent.console.views import timeline
+
+    got = await d.store.get(lead_id)
+    assert got is not None
+    lines = [x["text"] for x in await timeline(d, got, WORDS["en"])]
+    assert f"Team alert email {ok}: sent" in lines and f"Team alert email {refused}: failed" in lines
+
+
+async def test_an_email_alert_row_of_before_per_address_rows_goes_to_every_address(
+        make_daemon: Any, smtp_server: Any) -> None:
+    """A pending ``email`` row left by an older release (one row for all addresses) is still sent,
+    to every address of email_to, and recorded."""
+    team = ("uno@ourco.example", "dos@ourco.example")
+    d, client = await make_daemon(smtp_alert_env(smtp_server, ", ".join(team), LEADBOX_ALERTS__MIN_PRIORITY="high"))
+    lead_id = (await (await client.post("/leads", json=lead(2, "other.example"))).json())["id"]  # medium: none
+    await wait_for(lambda: all_final(d, 1), what="the lead processed")
+    assert await d.store.alerts_of(lead_id) == []
+    await d.store.enqueue_alerts(lead_id, ["email"], time.time())
+    assert d.alert_sender is not None and await d.alert_sender.run_due() == 1
+    assert sorted(m["rcpt_tos"][0] for m in smtp_server.messages if m["rcpt_tos"][0] in team) == sorted(team)
+    [row] = await d.store.alerts_of(lead_id)
+    assert (row.channel, row.to, row.status) == ("email", None, "sent")
+
+
 async def test_with_replicas_one_sends_the_digest_and_the_alerts(pg_url: str, tmp_path: Path) -> None:
     """Two replicas on one PostgreSQL: the leadership locks let exactly one send; it hands over on exit."""
     from agent.app.alerts import AlertSender

@@ -7,6 +7,11 @@ with backoff), and in normal running each lead alerts at most once per channel. 
 between the send and the record sends that alert again, with the same ``Idempotency-Key`` (the
 lead id) and, for e-mail, the same Message-ID, so a receiver can drop the repeat.
 
+E-mail alerts have one row per team address (``email:<address>``), each sent as its own message
+and recorded on its own: a recipient the server refuses, or one whose send fails for a while,
+never makes the others get the alert twice. A permanent refusal (a 5xx, like the webhook's
+4xx) fails that address's row at once; a transient one retries only that address.
+
 E-mail alerts and the digest go through the reply transport directly, not through the reply
 gate: they are never held by the auto-reply window or caps, never counted as replies, and loop
 protection (which is about customers) does not apply to the team's own address.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from dataclasses import replace
@@ -36,6 +42,7 @@ from agent.core.alerts import (
     AlertPolicy,
     AlertRow,
     digest_text,
+    email_channel,
     email_text,
     lead_url,
     render_webhook,
@@ -44,7 +51,7 @@ from agent.core.alerts import (
 from agent.core.backoff import backoff_delay
 from agent.core.models import Lead, OutgoingMail
 from agent.core.ports import MailTransport, Store
-from agent.errors import LeadboxError
+from agent.errors import LeadboxError, PermanentError
 
 __all__ = ["AlertSender", "alert_policy"]
 
@@ -60,10 +67,12 @@ class _Refused(Exception):
 
 
 def alert_policy(config: Config) -> AlertPolicy | None:
+    """Which leads alert, and the ledger rows each gets: the webhook, and one per team address."""
     a = config.settings.alerts
     if not a.min_priority or not a.channels():
         return None
-    return AlertPolicy(a.min_priority, tuple(a.categories), a.channels())
+    rows = ((WEBHOOK,) if a.webhook_url else ()) + tuple(email_channel(to) for to in dict.fromkeys(a.recipients()))
+    return AlertPolicy(a.min_priority, tuple(a.categories), rows)
 
 
 class AlertSender:
@@ -102,23 +111,25 @@ class AlertSender:
             if row.channel == WEBHOOK:
                 await self._post(lead)
             else:
-                await self._email(lead)
+                await self._email(lead, row)
         except Exception as e:  # noqa: BLE001 - every failure is a retry or a give-up, never a crash
             reason = f"{type(e).__name__}: {e}"[:300]
             attempts = row.attempts + 1
-            give_up = isinstance(e, _Refused) or now - row.created_at > self.cfg.give_up_hours * 3600
+            # A webhook's 4xx, or a mail server's 5xx (this address refused): retrying changes nothing.
+            refused = isinstance(e, _Refused | PermanentError)
+            give_up = refused or now - row.created_at > self.cfg.give_up_hours * 3600
             delay = backoff_delay(attempts, self.cfg.retry_base, self.cfg.retry_max)
             await self.store.alert_result(replace(
                 row, status="failed" if give_up else "pending", attempts=attempts,
                 next_attempt_at=now + delay, last_error=reason))
-            self.metrics.alert(row.channel, "failed" if give_up else "retry")
+            self.metrics.alert(row.kind, "failed" if give_up else "retry")
             log.warning("alert not delivered" + ("; giving up" if give_up else "; will retry"),
-                        extra={"lead_id": lead.id, "reason": f"{row.channel}: {reason}", "attempt": attempts})
+                        extra={"lead_id": lead.id, "reason": f"{row.label}: {reason}", "attempt": attempts})
             return 0
         await self.store.alert_result(replace(row, status="sent", attempts=row.attempts + 1, sent_at=time.time(),
                                               last_error=None))
-        self.metrics.alert(row.channel, "sent")
-        log.info("alert sent", extra={"lead_id": lead.id, "reason": row.channel})
+        self.metrics.alert(row.kind, "sent")
+        log.info("alert sent", extra={"lead_id": lead.id, "reason": row.label})
         return 1
 
     async def _post(self, lead: Lead) -> None:
@@ -152,10 +163,14 @@ class AlertSender:
         data = msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         return OutgoingMail(message_id=message_id, from_addr=self.from_address, to_addr=to, data=data)
 
-    async def _email(self, lead: Lead) -> None:
+    async def _email(self, lead: Lead, row: AlertRow) -> None:
+        """The alert to the row's address; a row of before per-address rows (``email``) goes to
+        every address, as it did then. The Message-ID is per lead and address, so a repeat after a
+        crash carries the same one however ``email_to`` was reordered meanwhile."""
         subject, body = email_text(lead, lead_url(self.public_url, lead.id))
-        for i, to in enumerate(self.cfg.recipients()):
-            await self.transport.send(self._mail(to, subject, body, f"<alert-{lead.id}-{i}@{self.domain}>"))
+        for to in [row.to] if row.to else self.cfg.recipients():
+            tag = hashlib.sha256(to.strip().lower().encode()).hexdigest()[:12]
+            await self.transport.send(self._mail(to, subject, body, f"<alert-{lead.id}-{tag}@{self.domain}>"))
 
     # -- the digest ----------------------------------------------------
     async def send_digest(self) -> bool:

@@ -177,7 +177,7 @@ async def timeline(d: WebhookHost, lead: Lead, t: Mapping[str, str]) -> list[dic
         items.append((e.at, f"{words.get(e.kind, e.kind)} {e.actor}", detail))
     for a in await d.store.alerts_of(lead.id):  # team alerts: each channel and its status
         when = a.sent_at or a.created_at
-        items.append((when, f"{t['alert']} {a.channel}: {a.status}",
+        items.append((when, f"{t['alert']} {a.label}: {a.status}",
                       f"{a.attempts} × " + (a.last_error or "") if a.status != "sent" else ""))
     end = lead.updated_at.timestamp()
     if lead.attempts or lead.last_error:

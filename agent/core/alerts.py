@@ -3,6 +3,9 @@
 Pure functions and data only: sending is the adapters' job (``agent.app.alerts``). A lead that
 qualifies gets one row per channel in the durable alert ledger when its priority is decided
 (``Prioritize``), in the same step the worker may repeat after a crash (the insert is idempotent).
+E-mail has one row per team address (channel ``email:<address>``): each address is sent, retried,
+given up on and recorded on its own, so one refused or unreachable address never makes the
+others get the alert again.
 """
 
 from __future__ import annotations
@@ -18,10 +21,16 @@ from typing import Any
 
 from agent.core.models import Category, Lead, Priority, State
 
-__all__ = ["AlertPolicy", "AlertRow", "alert_facts", "digest_text", "email_text", "render_webhook", "sign"]
+__all__ = ["AlertPolicy", "AlertRow", "alert_facts", "digest_text", "email_channel", "email_text", "render_webhook",
+           "sign"]
 
 _RANK = {Priority.LOW: 0, Priority.MEDIUM: 1, Priority.HIGH: 2}
 WEBHOOK, EMAIL = "webhook", "email"
+
+
+def email_channel(address: str) -> str:
+    """The ledger channel of the e-mail alert to one team address."""
+    return f"{EMAIL}:{address}"
 
 
 @dataclass(frozen=True)
@@ -58,8 +67,24 @@ class AlertRow:
     sent_at: float | None = None
     last_error: str | None = None
 
+    @property
+    def kind(self) -> str:
+        """``webhook`` or ``email``: the channel without its address (metrics, API)."""
+        return self.channel.split(":", 1)[0]
+
+    @property
+    def to(self) -> str | None:
+        """The team address of an e-mail row; None for the webhook, and for an ``email`` row
+        enqueued before rows were per address (it goes to every address of ``email_to``)."""
+        return self.channel.split(":", 1)[1] if ":" in self.channel else None
+
+    @property
+    def label(self) -> str:
+        """``webhook``, or ``email`` and its address, for people (the console's timeline)."""
+        return f"{self.kind} {self.to}" if self.to else self.kind
+
     def as_json(self) -> dict[str, Any]:
-        return {"channel": self.channel, "status": self.status, "attempts": self.attempts,
+        return {"channel": self.kind, "to": self.to, "status": self.status, "attempts": self.attempts,
                 "created_at": _iso(self.created_at), "sent_at": _iso(self.sent_at) if self.sent_at else None,
                 "last_error": self.last_error}
 
