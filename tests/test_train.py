@@ -142,6 +142,34 @@ def test_model_is_deterministic() -> None:
     assert fit(examples_from(rows, _settings()), _settings()).to_json() == first
 
 
+def test_cross_validation_by_writer_leaves_each_writer_out_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.classifiers import training
+    from agent.classifiers.evaluation import LabeledRow
+
+    writers = ("ana", "bob", "cruz")
+    rows = [LabeledRow(line=i, message=r["message"], category=r["category"], source=writers[i % 3])
+            for i, r in enumerate(rows_per_category(9))]
+    made: list[Any] = []
+    real_fit, real_examples = training.fit, training.examples_from
+    trained_on: list[set[str | None]] = []
+
+    def recording_examples(rs: Any, settings: Any) -> Any:
+        made[:] = real_examples(rs, settings)
+        return made
+
+    def recording_fit(examples: Any, settings: Any) -> Any:
+        index = {id(ex): i for i, ex in enumerate(made)}
+        trained_on.append({rows[index[id(ex)]].source for ex in examples})
+        return real_fit(examples, settings)
+
+    monkeypatch.setattr(training, "examples_from", recording_examples)
+    monkeypatch.setattr(training, "fit", recording_fit)
+    figures = training.cross_validate(rows, _settings(), by_source=True)
+    assert figures.n == len(rows)
+    # One fit per writer, each on the other two writers only.
+    assert sorted(map(sorted, trained_on)) == [["ana", "bob"], ["ana", "cruz"], ["bob", "cruz"]]
+
+
 def _settings() -> Any:
     from agent.classifiers.training import TrainSettings
 

@@ -35,6 +35,8 @@ class LabeledRow:
     category: str
     subject: str | None = None
     language: str | None = None
+    #: Who wrote the line (the shipped data tags each writer), for cross-validation by writer.
+    source: str | None = None
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ def load_jsonl(path: str) -> LoadResult:
                 continue
             subject = obj.get("subject")
             language = obj.get("language")
+            source = obj.get("source")
             result.rows.append(
                 LabeledRow(
                     line=number,
@@ -87,6 +90,7 @@ def load_jsonl(path: str) -> LoadResult:
                     category=category,
                     subject=subject if isinstance(subject, str) else None,
                     language=language if isinstance(language, str) else None,
+                    source=source if isinstance(source, str) else None,
                 )
             )
     return result
