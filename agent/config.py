@@ -441,6 +441,15 @@ class Config:
         return self.settings.inbox.username or self.secrets.email_user
 
     @property
+    def reply_uses_inbox_token(self) -> bool:
+        """The [reply] SMTP account logs in with ``AUTH XOAUTH2`` and the inbox's token: the polled
+        inbox uses ``auth = "xoauth2"`` and EMAIL_PASS is unset (a Google Workspace account with
+        OAuth only has no password to give). The login is the inbox's username."""
+        i = self.settings.inbox
+        return (self.settings.reply.transport == "smtp" and not self.secrets.email_pass
+                and i.enabled and i.auth == "xoauth2")
+
+    @property
     def own_addresses(self) -> frozenset[str]:
         """Addresses whose mail is never a lead and never gets a reply."""
         own = {self.settings.reply.from_address.strip().lower()}
@@ -569,8 +578,10 @@ def _check_cross(config: Config) -> None:
             "classifier.backend: 'openai' needs OPENAI_API_KEY in the environment "
             "(or classifier.base_url for a local OpenAI-compatible server)"
         )
-    if s.reply.transport == "smtp" and (not config.secrets.email_user or not config.secrets.email_pass):
-        raise ConfigError("reply.transport: 'smtp' needs EMAIL_USER and EMAIL_PASS in the environment")
+    if s.reply.transport == "smtp" and not config.reply_uses_inbox_token and (
+            not config.secrets.email_user or not config.secrets.email_pass):
+        raise ConfigError("reply.transport: 'smtp' needs EMAIL_USER and EMAIL_PASS in the environment "
+                          "(or inbox.auth = 'xoauth2': replies then log in with the inbox's token)")
     if s.inbox.enabled and s.inbox.mailboxes:
         resolve_mailboxes(config)  # raises with the mailbox's name and what is missing
     elif s.inbox.enabled:

@@ -186,3 +186,32 @@ async def test_a_refused_refresh_is_needs_credentials_and_an_unreachable_endpoin
         assert "token endpoint is unreachable" in str(e.value) and t.health().state.value == "down"
     assert smtp_server.messages == [] and smtp_server.sink.refused_tokens == []
     await t.close()
+
+
+async def test_a_single_xoauth2_inbox_without_email_pass_replies_over_its_own_token(
+        dovecot: Any, smtp_server: Any, tmp_path: Path, make_daemon: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """The single-mailbox config (no inbox.mailboxes) with inbox.auth = "xoauth2" and no EMAIL_PASS:
+    the [reply] account logs in with AUTH XOAUTH2 as the inbox's user, with the inbox's token.
+    Without EMAIL_PASS and without xoauth2, the config error still names both ways."""
+    caplog.set_level(logging.DEBUG)
+    token = f"ya29.single-{uuid.uuid4().hex}"
+    user = f"ventas-{uuid.uuid4().hex[:6]}@leadbox.test"
+    dovecot.add_user(user, token)
+    smtp_server.oauth_tokens[user] = token
+    dovecot.append(user, "INBOX", mail(1))
+    env = boxes_env(dovecot, smtp_server, [], tmp_path, INBOX_OAUTH_TOKEN=token)
+    for key in ("LEADBOX_INBOX__MAILBOXES", "EMAIL_PASS", "EMAIL_USER"):
+        env.pop(key)
+    env.update({"LEADBOX_INBOX__USERNAME": user, "LEADBOX_INBOX__AUTH": "xoauth2"})
+    d, _ = await make_daemon(env)
+    [m] = await asyncio.to_thread(smtp_server.wait_for, 1, 20)
+    assert m["rcpt_tos"][0] == "cliente1@empresa1.example"
+    assert (m["login"], m["mechanism"], m["token"]) == (user, "XOAUTH2", token)
+    assert token not in _logged(caplog)
+
+    from agent.config import load_config
+    from agent.errors import ConfigError
+
+    env["LEADBOX_INBOX__AUTH"] = "password"
+    with pytest.raises(ConfigError, match="EMAIL_PASS.*xoauth2"):
+        load_config(None, env=env)

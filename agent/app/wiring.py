@@ -125,12 +125,17 @@ def make_transport(config: Config, lookup: MailboxSentLookup | None = None,
     its own login: its password, or ``AUTH XOAUTH2`` with its own token (``auth = "xoauth2"``)."""
     r = config.settings.reply
     if r.transport == "smtp":
+        from agent.intake.imap_auth import make_token_source
         from agent.mail.limits import SendPause
         from agent.mail.smtp import SmtpTransport
 
+        # Without EMAIL_PASS, an xoauth2 inbox's account sends with its own token (AUTH XOAUTH2).
+        account: dict[str, Any] = (
+            {"username": config.inbox_username, "oauth2_token": make_token_source(config)}
+            if config.reply_uses_inbox_token
+            else {"username": config.secrets.email_user, "password": config.secrets.email_pass})
         default = SmtpTransport(
-            host=r.smtp_host, port=r.smtp_port, security=r.smtp_security,
-            username=config.secrets.email_user, password=config.secrets.email_pass,
+            host=r.smtp_host, port=r.smtp_port, security=r.smtp_security, **account,
             ca_file=r.ca_file, timeout=r.smtp_timeout, from_address=r.from_address,
             pool_size=r.smtp_pool_size, max_per_session=r.smtp_max_per_session,
             pause=SendPause(base=r.pause_seconds, quota_probe=r.quota_probe_minutes * 60), lookup=lookup,
