@@ -16,7 +16,6 @@ How to add a setting:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tomllib
@@ -30,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from agent.config_alerts import AlertsConfig
 from agent.config_base import Section as _Section
 from agent.config_forms import FormsConfig
+from agent.config_input import coerce_env_value, format_validation, merge
 from agent.config_mailboxes import MailboxConfig, check_unique, named_env, resolve_mailboxes
 from agent.config_settle import SettleSettings
 from agent.env_secrets import ENV_NAMES as ENV_NAMES
@@ -472,17 +472,6 @@ class Config:
         return addr.rsplit("@", 1)[1].lower() if "@" in addr else "leadbox.local"
 
 
-def _coerce_env_value(raw: str) -> Any:
-    """Env values are strings; JSON lists/objects/numbers are accepted as such."""
-    s = raw.strip()
-    if s[:1] in "[{":
-        try:
-            return json.loads(s)
-        except json.JSONDecodeError:
-            return raw
-    return raw
-
-
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     sections = set(Settings.model_fields)
@@ -506,30 +495,7 @@ def _env_value(key: str, section: str, field: str, value: str) -> Any:
         if word not in ("true", "false", "1", "0"):
             raise ConfigError(f"{key}: must be true, false, 1 or 0 (got {value!r})")
         return word in ("true", "1")
-    return _coerce_env_value(value)
-
-
-def _merge(base: dict[str, Any], over: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for section, fields in over.items():
-        target = merged.setdefault(section, {})
-        if not isinstance(target, dict):
-            raise ConfigError(f"{section}: must be a table")
-        target.update(fields)
-    return merged
-
-
-def _format_validation(e: ValidationError) -> str:
-    lines = []
-    for err in e.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; `leadbox check-config --explain` lists every key)"
-        got = err.get("input")
-        shown = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{key}: {msg}{shown}")
-    return "; ".join(lines)
+    return coerce_env_value(value)
 
 
 def resolve_path(env: Mapping[str, str], cli_path: str | None) -> tuple[Path, bool]:
@@ -559,11 +525,11 @@ def load_config(path: str | None = None, env: Mapping[str, str] | None = None) -
     else:
         log.warning("config file not found: using built-in defaults", extra={"reason": str(cfg_path)})
         source = "built-in defaults"
-    merged = _merge(data, _env_overrides(env))
+    merged = merge(data, _env_overrides(env))
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as e:
-        raise ConfigError(f"config error: {_format_validation(e)}") from None
+        raise ConfigError(f"config error: {format_validation(e)}") from None
     secrets = Secrets.from_env(env)
     config = Config(settings=settings, secrets=secrets, source=source,
                     named_secrets=named_env(settings.inbox.mailboxes, env))
