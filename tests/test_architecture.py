@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.source import parse_source
+
 AGENT = Path(__file__).resolve().parent.parent / "agent"
 ADAPTER_LIBRARIES = {"aiohttp", "imapclient", "openai", "gspread", "google", "smtplib", "sqlite3",
                      "psycopg", "psycopg_pool", "aiosmtpd", "aiosmtplib", "imaplib", "requests"}
@@ -30,7 +32,7 @@ def _modules() -> dict[str, Path]:
 def _imports(path: Path) -> list[str]:
     """Every module name imported anywhere in the file (absolute form)."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(parse_source(path)):
         if isinstance(node, ast.Import):
             found.extend(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -96,7 +98,7 @@ def test_core_imports_no_adapter_package(name: str) -> None:
 
 def test_every_package_says_what_lives_there() -> None:
     for init in AGENT.rglob("__init__.py"):
-        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
+        doc = ast.get_docstring(parse_source(init))
         assert doc and len(doc) > 80, f"{init} needs a docstring: what lives here, what it may import"
 
 
@@ -112,7 +114,7 @@ PROBED = {"store", "classifier", "clf", "transport", "mirror", "svc", "_mb", "mb
 def _capability_probes(path: Path) -> list[str]:
     """``getattr``/``hasattr`` on an adapter (a store, classifier, transport, mirror, mailbox)."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(parse_source(path)):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                 and node.func.id in {"getattr", "hasattr"} and node.args):
             target = node.args[0]

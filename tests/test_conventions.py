@@ -6,6 +6,8 @@ import ast
 import re
 from pathlib import Path
 
+from tests.fixtures.source import parse_source
+
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = ROOT / "agent"
 LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical"}
@@ -14,7 +16,7 @@ FOREIGN_LOGGERS = {"apscheduler", "name"}  # "name": logs.py quiets the protocol
 
 
 def _calls(path: Path) -> list[ast.Call]:
-    return [n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(n, ast.Call)]
+    return [n for n in ast.walk(parse_source(path)) if isinstance(n, ast.Call)]
 
 
 def test_every_logger_is_leadbox_dot_area() -> None:
