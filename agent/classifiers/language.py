@@ -3,8 +3,11 @@
 Two stages, cheapest first:
 
 1. Stopwords: words frequent in any message, however short, that only one of the three
-   languages writes ("the", "gracias", "obrigado"), plus letters only one writes (ñ, ã). When
-   they point at one language, that is the answer (most messages stop here, in microseconds).
+   languages writes ("the", "gracias", "obrigado"), plus letters only one writes (ñ, ã), plus
+   the *marker words* learned from the shipped training data (``data/language_words.json``:
+   words seen in at least 5 messages, 99% of them in one language, such as "precio",
+   "orçamento", "caducado"; written by ``bench/train_local_classifier.py``). When they point at
+   one language, that is the answer (most messages stop here, in microseconds).
 2. Otherwise (no stopword, or a tie: "Help, login broken", "Sistema fora do ar") the character
    trigram models of ``lingua-language-detector`` decide, built for es/en/pt only in its
    low-accuracy mode (about 14 MB and 0.1-0.4 s to build, against ~100 MB and seconds for all
@@ -17,24 +20,28 @@ deployment's usual language, which is where an undecidable message most likely c
 
 from __future__ import annotations
 
+import json
 import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from agent.classifiers.signals import is_gibberish
 from agent.classifiers.text import WORD_RE, fold
 
-#: Stopwords that tell the languages apart (shared words such as "de", "que", "a"
-#: are left out on purpose). Accent-folded like the text.
+#: Stopwords that tell the languages apart. Words that two of them write alike once accents are
+#: folded ("de", "que", "como", "esta"/"está", "desde", "todo", "favor", "mas") are left out on
+#: purpose: counted for one language they turned Portuguese into Spanish. Accent-folded like the text.
 _STOPWORDS: dict[str, frozenset[str]] = {
     "es": frozenset(
-        """el la los las del y en por con una un es al lo como pero sus le ya este porque
-        esta entre cuando muy sin sobre tambien hasta hay donde quien desde todo nos durante
-        todos uno les ni otros ese eso ellos esto mi antes algunos unos yo otro otras otra
-        tanto esa estos mucho quienes nada muchos cual poco ella estar estas algunas algo
-        nosotros hola buenas buenos dias gracias tienen quiero necesito ustedes os vosotros
-        su sus pueden puede hacen estoy estamos somos soy hace ayer nuestro nuestra usted
-        mas tengo queremos podrian saludos tardes noches perdon disculpen disculpe ayuda
-        vale adios muchas favor ahora""".split()
+        """el la los las del y en por con una un es al lo pero sus le ya cuando muy sin
+        hasta hay quien uno les ni otros ese eso ellos esto mi algunos unos yo otro otras
+        otra esa estos mucho quienes muchos cual poco ella estar algunas nosotros hola
+        buenas buenos dias gracias tienen quiero necesito ustedes os vosotros su sus
+        pueden puede hacen estoy somos soy hace ayer nuestro nuestra usted tengo
+        podrian saludos tardes noches perdon disculpen disculpe ayuda adios muchas
+        ahora""".split()
     ),
     "en": frozenset(
         """the and to of in is it you that for on with this are be at have i we your our my
@@ -57,8 +64,37 @@ for _lang, _words in _STOPWORDS.items():
     for _w in _words:
         _STOPWORD_LANGS[_w] = (*_STOPWORD_LANGS.get(_w, ()), _lang)
 
+_FIXED_WORDS = frozenset(_STOPWORD_LANGS)
+#: Marker words learned from the shipped training data (see the module docstring).
+MARKER_WORDS = Path(__file__).resolve().parent / "data" / "language_words.json"
+try:
+    with open(MARKER_WORDS, encoding="utf-8") as _fh:
+        for _w, _lang in json.load(_fh)["words"].items():
+            _STOPWORD_LANGS.setdefault(_w, (_lang,))
+except (OSError, ValueError, KeyError, TypeError):  # a missing or broken file: the fixed lists only
+    pass
+
+
+def learn_marker_words(rows: Iterable[tuple[str, str]], min_messages: int = 5,
+                       purity: float = 0.99) -> dict[str, str]:
+    """Words of (message, language) rows that point at one language: in at least
+    ``min_messages`` messages, ``purity`` of them in one language. Keyboard mash, digits and
+    one-letter words never count; the fixed stopword lists win over what is learned."""
+    seen: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for message, lang in rows:
+        for tok in set(WORD_RE.findall(fold(message))):
+            if len(tok) > 1 and not tok.isdigit() and not is_gibberish(tok):
+                seen[tok][lang] += 1
+    out = {}
+    for word, by_lang in seen.items():
+        lang, top = by_lang.most_common(1)[0]
+        total = sum(by_lang.values())
+        if total >= min_messages and top / total >= purity and word not in _FIXED_WORDS:
+            out[word] = lang
+    return dict(sorted(out.items()))
+
 #: Characters only one of the three languages writes.
-_LANG_CHARS = {"es": "ñ¿¡", "pt": "ãõçê"}
+_LANG_CHARS = {"es": "ñ¿¡", "pt": "ãõçêâôà"}
 LANGUAGES = ("es", "en", "pt")
 #: Weight of one stopword hit when added to lingua's confidences (which sum to 1).
 _PRIOR = 0.1
