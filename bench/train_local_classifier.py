@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.classifiers.evaluation import evaluate, load_jsonl  # noqa: E402
+from agent.classifiers.language import LANGUAGES, MARKER_WORDS, learn_marker_words  # noqa: E402
 from agent.classifiers.local import LocalClassifier  # noqa: E402
 from agent.classifiers.model import SHIPPED_MODEL  # noqa: E402
 from agent.classifiers.train_command import write_atomically  # noqa: E402
@@ -78,6 +79,10 @@ def main() -> int:
     model = fit(examples_from(rows, DEFAULT_SETTINGS), DEFAULT_SETTINGS)
     model.info.update({"source": "agent/classifiers/data/training.jsonl"})
     write_atomically(args.out, model)
+    markers = learn_marker_words((r.message, r.language) for r in rows if r.language in LANGUAGES)
+    MARKER_WORDS.write_text(json.dumps({"source": "agent/classifiers/data/training.jsonl", "words": markers},
+                                       ensure_ascii=False, indent=0) + "\n", encoding="utf-8")
+    print(f"wrote {MARKER_WORDS} ({len(markers)} marker words)")
     print(f"wrote {args.out} ({len(model.weights)} features, {args.out.stat().st_size / 1024:.0f} KiB) "
           f"in {time.perf_counter() - started:.1f} s")
     if args.report:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -29,21 +30,24 @@ def test_dev_set_targets() -> None:
     assert report["per_category"]["spam"]["precision"] >= 0.98, report["confusion"]
 
 
-def test_independent_set_targets() -> None:
-    # Never trained on; measured 0.921 / spam precision 1.00 when the shipped model was trained
-    # (bench/results_classifier.md). Spam precision is guarded tightly: a real lead marked spam
-    # gets no answer.
-    loaded = load_jsonl(str(INDEPENDENT))
+@pytest.mark.parametrize("name", ["independent.jsonl", "writers-e1.jsonl", "writers-e2.jsonl", "writers-e3.jsonl"])
+def test_independent_set_targets(name: str) -> None:
+    # Never trained on (tests/data/classifier/README.md): the first set, and three sets by writers
+    # who never saw the training data or each other's work. Measured 0.971-0.988 when the shipped
+    # model was trained (bench/results_classifier.md); the goals are asserted with a
+    # little room. Spam precision is guarded tightly: a real lead marked spam gets no answer.
+    loaded = load_jsonl(str(INDEPENDENT.parent / name))
     assert not loaded.errors and len(loaded.rows) == 240
     report = evaluate(loaded.rows, clf)
-    assert report["accuracy"] >= 0.90, report["confusion"]
+    assert report["accuracy"] >= 0.94, report["confusion"]
     assert report["per_category"]["spam"]["precision"] >= 0.98, report["confusion"]
-    assert min(m["recall"] for m in report["per_category"].values()) >= 0.80, report["confusion"]
+    assert min(m["recall"] for m in report["per_category"].values()) >= 0.90, report["confusion"]
+    assert report["language_accuracy"] >= 0.97
 
 
 def test_shipped_model_is_loaded_and_compact() -> None:
     assert SHIPPED_MODEL.exists()
-    assert SHIPPED_MODEL.stat().st_size < 1_500_000
+    assert SHIPPED_MODEL.stat().st_size < 3_000_000  # 1.9 MB; loads in ~0.2 s with the rest
     assert clf.model_path == SHIPPED_MODEL
     verdict = clf.explain("Could you send me a quote for a booking app?")
     assert set(verdict.probabilities) == {"sales", "support", "info", "spam"}
@@ -99,6 +103,33 @@ def test_language_detection_on_dev_set() -> None:
 def test_language_detection(text: str, lang: str) -> None:
     assert detect_language(text) == lang
     assert clf.classify_sync(text).language == lang
+
+
+def test_marker_words_are_learned_from_one_language_only() -> None:
+    from agent.classifiers.language import MARKER_WORDS, learn_marker_words
+
+    rows = [("precio de la web", "es")] * 5 + [("preço do site", "pt")] * 5 + [("site asdfgh", "en")] * 6
+    rows += [("site", "es")] * 2
+    markers = learn_marker_words(rows)
+    assert markers["precio"] == "es" and markers["preco"] == "pt"  # accent-folded like the text
+    assert "site" not in markers  # written by two languages
+    assert "asdfgh" not in markers  # keyboard mash never counts
+    assert "la" not in markers and "do" not in markers  # the fixed lists decide those
+    assert learn_marker_words(rows, min_messages=6) == {}
+    shipped = json.loads(MARKER_WORDS.read_text(encoding="utf-8"))["words"]
+    assert len(shipped) > 1000 and set(shipped.values()) == {"es", "en", "pt"}
+
+
+@pytest.mark.parametrize(("text", "lang"), [
+    # Two-to-five-word messages whose only telling words are ordinary vocabulary, not stopwords:
+    # the trigram models alone got these wrong before the learned marker words.
+    ("precio app para restaurante?", "es"),
+    ("Certificado caducado, urgente", "es"),
+    ("app travando no android", "pt"),
+    ("preciso de SEO pra loja", "pt"),
+])
+def test_short_messages_use_the_learned_marker_words(text: str, lang: str) -> None:
+    assert detect_language(text) == lang
 
 
 def test_undecidable_text_gets_the_default_language() -> None:
