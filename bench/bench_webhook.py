@@ -4,6 +4,8 @@
                                                         # then form-encoded posts against the same daemon
     .venv/bin/python bench/bench_webhook.py e2e -n 100000              # burst, then drain
     .venv/bin/python bench/bench_webhook.py e2e -n 30000 --rate 1100   # steady offered load
+    .venv/bin/python bench/bench_webhook.py e2e -n 30000 --rate 1100 \
+        --messages agent/classifiers/data/training.jsonl                 # ... of distinct messages
 
 Needs `wrk` (Debian package). The daemon runs as users run it (`leadbox run`, worker on,
 SQLite + outbox + local classifier) in a temporary directory; rate limiting is off.
@@ -122,9 +124,10 @@ def e2e(args: argparse.Namespace) -> None:
     daemon = start_daemon(tmp, port, {"LEADBOX_REPLY__WINDOW_HOURS": "0", "LEADBOX_REPLY__MAX_PER_HOUR": "0"})
     t0 = time.time()
     if args.rate > 0:
+        texts = [args.messages] if args.messages else []
         client = subprocess.run([PY, str(ROOT / "bench/steady_client.py"), f"http://127.0.0.1:{port}",
-                                 str(args.n), str(args.rate), f"r{int(t0)}"], capture_output=True, text=True,
-                                check=True)
+                                 str(args.n), str(args.rate), f"r{int(t0)}", *texts],
+                                capture_output=True, text=True, check=True)
         offered = json.loads(client.stdout.strip().splitlines()[-1])
     else:  # burst: as fast as intake takes them (wrk, 32 connections), in 2-second slices
         sent = 0
@@ -180,7 +183,10 @@ def main() -> None:
     b.add_argument("-n", type=int, default=100_000)
     b.add_argument("--rate", type=float, default=0.0,
                    help="steady offered leads per second (0: burst, as fast as intake takes them)")
+    b.add_argument("--messages", help="with --rate: JSONL whose messages the leads carry in turn (distinct texts)")
     args = p.parse_args()
+    if getattr(args, "messages", None) and not args.rate:
+        p.error("--messages needs --rate (the burst mode posts one body with wrk)")
     intake(args) if args.cmd == "intake" else e2e(args)
 
 

@@ -1,6 +1,9 @@
 """Offer a steady load of unique leads: POST n leads at `rate` per second (its own process).
 
-    python bench/steady_client.py URL N RATE [TAG]   -> prints one JSON line with counts
+    python bench/steady_client.py URL N RATE [TAG] [MESSAGES.jsonl]   -> prints one JSON line with counts
+
+With MESSAGES.jsonl (lines with "message", as `leadbox eval` reads), lead i carries the text of line
+i modulo the file's length, so the classifier sees distinct contact-form messages, not one text.
 """
 
 from __future__ import annotations
@@ -13,7 +16,14 @@ import time
 import aiohttp
 
 
-async def main(url: str, n: int, rate: float, tag: str) -> None:
+def load_texts(messages_file: str | None) -> list[str]:
+    if not messages_file:
+        return ["Hola, quiero un presupuesto para una tienda online, gracias."]
+    with open(messages_file, encoding="utf-8") as fh:
+        return [json.loads(line)["message"][:4000] for line in fh if line.strip()]
+
+
+async def main(url: str, n: int, rate: float, tag: str, texts: list[str]) -> None:
     sent = ok = failed = 0
     t0 = time.monotonic()
     sem = asyncio.Semaphore(64)
@@ -21,7 +31,7 @@ async def main(url: str, n: int, rate: float, tag: str) -> None:
         async def one(i: int) -> None:
             nonlocal ok, failed
             body = {"name": f"Cliente {i}", "email": f"e2e{i}-{tag}@bench.example",
-                    "message": "Hola, quiero un presupuesto para una tienda online, gracias."}
+                    "message": texts[i % len(texts)]}
             try:
                 async with s.post(f"{url}/leads", json=body) as r:
                     await r.read()
@@ -48,4 +58,5 @@ async def main(url: str, n: int, rate: float, tag: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "s"))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "s",
+                     load_texts(sys.argv[5] if len(sys.argv) > 5 else None)))
