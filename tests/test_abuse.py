@@ -87,7 +87,9 @@ async def test_no_header_injection_through_any_field(make_daemon: Any, tmp_path:
     d, c = await make_daemon()
     accepted = 0
     for i, name in enumerate(HOSTILE):
-        status, _ = await post(c, {"name": name, "email": f"h{i}@example.com", "message": f"Hola\u2028Bcc: x@y.z {i}",
+        # A real request (so it is answered) carrying the injection attempt.
+        status, _ = await post(c, {"name": name, "email": f"h{i}@example.com",
+                                   "message": f"Hola, quiero un presupuesto para una web\u2028Bcc: x@y.z {i}",
                                    "company": name, "source": name, "metadata": {"Bcc": "v@x.io", "k": name}})
         assert status in (202, 422)
         accepted += status == 202
