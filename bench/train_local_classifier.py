@@ -44,7 +44,7 @@ from agent.classifiers.training import (  # noqa: E402
 DATA = ROOT / "tests" / "data"
 # Never trained on: the first independent set and the three sets of separate writers (README there).
 REPORT_FILES = [DATA / "classifier" / name for name in
-                ("independent.jsonl", "writers-e1.jsonl", "writers-e2.jsonl", "writers-e3.jsonl")]
+                ("independent.jsonl", "writers-e1.jsonl", "writers-e2.jsonl", "writers-e3.jsonl", "writers-e4.jsonl")]
 
 
 def report(path: Path, model_path: Path) -> None:

@@ -30,10 +30,11 @@ def test_dev_set_targets() -> None:
     assert report["per_category"]["spam"]["precision"] >= 0.98, report["confusion"]
 
 
-@pytest.mark.parametrize("name", ["independent.jsonl", "writers-e1.jsonl", "writers-e2.jsonl", "writers-e3.jsonl"])
+@pytest.mark.parametrize("name", ["independent.jsonl", "writers-e1.jsonl", "writers-e2.jsonl", "writers-e3.jsonl",
+                                  "writers-e4.jsonl"])
 def test_independent_set_targets(name: str) -> None:
-    # Never trained on (tests/data/classifier/README.md): the first set, and three sets by writers
-    # who never saw the training data or each other's work. Measured 0.971-0.988 when the shipped
+    # Never trained on (tests/data/classifier/README.md): the first set, and four sets by writers
+    # who never saw the training data or each other's work. Measured 0.975-0.988 when the shipped
     # model was trained (bench/results_classifier.md); the goals are asserted with a
     # little room. Spam precision is guarded tightly: a real lead marked spam gets no answer.
     loaded = load_jsonl(str(INDEPENDENT.parent / name))
