@@ -359,3 +359,31 @@ async def test_with_replicas_one_sends_the_digest_and_the_alerts(pg_url: str, tm
         for i, s in enumerate(stores):
             if i not in closed:
                 await s.close()
+
+
+async def test_a_console_correction_to_high_alerts_once(make_daemon: Any, receiver: Receiver) -> None:
+    """A lead below alerts.min_priority gets no alert; a person raising it to high in the console
+    alerts the team once, and a further correction never alerts it again."""
+    from tests.test_console import csrf_of, sign_in
+
+    await receiver.start()
+    env = alerts_env(receiver.url, LEADBOX_SECRET_KEY="k" * 32)
+    env.pop("LEADBOX_HTTP__PUBLIC_URL")  # plain http: the console's cookie is not https-only
+    d, client = await make_daemon(env)
+    r = await client.post("/leads", json=lead(1, "plain.example"))
+    lead_id = (await r.json())["id"]
+    await wait_for(lambda: all_final(d, 1), what="lead processed")
+    assert d.alert_sender is not None
+    await d.alert_sender.run_due()
+    assert receiver.got == []  # medium: below min_priority
+    assert (await sign_in(client, password="tok")).status == 303
+    token = csrf_of(await (await client.get(f"/console/leads/{lead_id}")).text())
+    for category in ("sales", "support"):
+        r = await client.post(f"/console/leads/{lead_id}/correct", allow_redirects=False,
+                              data={"category": category, "priority": "high", "csrf_token": token})
+        assert r.status == 303
+        await wait_for(lambda: _ge(len(receiver.got), 1), what="the alert")
+        await d.alert_sender.run_due()
+    assert receiver.keys() == [lead_id]
+    payload = json.loads(receiver.got[0][1])
+    assert (payload["lead"]["category"], payload["lead"]["priority"]) == ("sales", "high")

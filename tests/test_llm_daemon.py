@@ -194,3 +194,46 @@ def test_eval_command_json_local_and_openai(openai_server: FakeOpenAIServer, tmp
     report = json.loads(res.stdout)
     assert report["n"] == len(LABELED) and report["accuracy"] == 0.25  # the fake said spam to all
     assert sorted(openai_server.lead_texts()) == sorted(x["message"] for x in LABELED)
+
+
+async def test_a_lead_reclassified_into_an_alerting_priority_alerts_once(
+    make_daemon: Any, openai_server: FakeOpenAIServer
+) -> None:
+    """The local fallback decided sales (medium: no team alert); the LLM, back, says support
+    (high): the re-classified lead alerts the team once, and a second pass adds nothing."""
+    from tests.test_alerts import Receiver
+
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        openai_server.script([DOWN] * 2)
+        env = {**llm_env(openai_server, breaker_failures="1", breaker_reset_seconds="0.2"),
+               "LEADBOX_ALERTS__WEBHOOK_URL": receiver.url, "LEADBOX_ALERTS__RETRY_BASE": "0.2"}
+        d, c = await make_daemon(env)
+        _, lead_id = await post_lead(c, "q@example.com", "Hola, ¿me enviáis un presupuesto para una tienda online?")
+        await settle(d, 1)
+        x = await lead(d, lead_id)
+        assert (x.classifier, x.category, x.priority, x.needs_reclassify) == ("local", "sales", "medium", True)
+        assert d.alert_sender is not None
+        await d.alert_sender.run_due()
+        assert receiver.got == []
+        openai_server.reset()
+        support = {"kind": "good", "category": "support", "summary": "Cannot reach the shop."}
+        openai_server.script(["good", support])
+
+        async def reclassified() -> bool:
+            await d.reclassify()
+            return not (await lead(d, lead_id)).needs_reclassify
+
+        await wait_for(reclassified, 10, what="the lead re-classified")
+        assert ((await lead(d, lead_id)).category, (await lead(d, lead_id)).priority) == ("support", "high")
+        await wait_for(lambda: _got(receiver), what="the alert")
+        await d.reclassify()
+        await d.alert_sender.run_due()
+        assert receiver.keys() == [lead_id]
+    finally:
+        await receiver.stop()
+
+
+async def _got(receiver: Any) -> bool:
+    return bool(receiver.got)

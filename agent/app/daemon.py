@@ -38,7 +38,7 @@ from agent.config import Config, ReplyConfig
 from agent.console.routes import error_page as console_error_page
 from agent.console.routes import setup_console
 from agent.core.mirror_ledger import MirrorLedger
-from agent.core.models import Health
+from agent.core.models import Health, Lead
 from agent.core.pipeline import ReplyPolicy, Services
 from agent.core.ports import Store
 from agent.core.priority import PriorityRules
@@ -257,6 +257,7 @@ class Daemon:
             d = self.svc.rules.decide(c.category, lead.email_norm, lead.text_for_classifier)
             lead.priority, lead.priority_rule = d.priority, d.rule
             await self.store.update(lead)
+            await self._alert_if_due(lead)
             log.info("re-classified", extra={"lead_id": lead.id, "category": c.category.value})
 
     async def settle_replies(self) -> list[Settled]:
@@ -372,15 +373,28 @@ class Daemon:
         with contextlib.suppress(LeadboxError):
             await self.privacy.retry_pending()
 
-    async def on_corrected(self, lead_id: str) -> None:
-        """A person corrected the lead in the console: rewrite its sheet row (best effort).
+    async def _alert_if_due(self, lead: Lead) -> None:
+        """Team alerts for a lead whose category or priority changed after the pipeline decided
+        them (re-classified, corrected): the ledger insert is idempotent per lead and channel, so
+        a lead that now qualifies alerts once and one that already alerted never again."""
+        if self.svc.alerts is not None and (channels := self.svc.alerts.channels_for(lead)):
+            await self.store.enqueue_alerts(lead.id, channels, time.time())
 
-        A sheet that is down or refuses is logged; the row keeps its old values until the
-        next correction (the store, the API and the console have the corrected ones).
+    async def on_corrected(self, lead_id: str) -> None:
+        """A person corrected the lead in the console: alert the team if it now qualifies, and
+        rewrite its sheet row (best effort).
+
+        A lead raised to ``alerts.min_priority`` (or rescued from spam) alerts once per channel
+        (``_alert_if_due``). A sheet that is down or refuses is logged; the row
+        keeps its old values until the next correction (the store, the API and the console have
+        the corrected ones).
         """
+        lead = await self.store.get(lead_id)
+        if lead is None:
+            return
+        await self._alert_if_due(lead)
         mirror = self.svc.mirror if self._started else None
-        lead = await self.store.get(lead_id) if mirror is not None else None
-        if mirror is None or lead is None:
+        if mirror is None:
             return
         try:
             await mirror.update_row(lead)
