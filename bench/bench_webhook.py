@@ -174,6 +174,8 @@ def e2e(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench_webhook: needs wrk (Debian: apt-get install wrk)")
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("intake")
