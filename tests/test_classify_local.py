@@ -30,36 +30,25 @@ def test_dev_set_targets() -> None:
     assert report["per_category"]["spam"]["precision"] >= 0.98, report["confusion"]
 
 
-SETS = ["independent.jsonl", "writers-e1.jsonl", "writers-e2.jsonl", "writers-e3.jsonl", "writers-e4.jsonl"]
-
-
-@pytest.mark.parametrize("name", SETS)
+@pytest.mark.parametrize("name", ["independent.jsonl", "writers-e1.jsonl", "writers-e2.jsonl", "writers-e3.jsonl",
+                                  "writers-e4.jsonl"])
 def test_independent_set_targets(name: str) -> None:
     # Never trained on (tests/data/classifier/README.md): the first set, and four sets by writers
-    # who never saw the training data or each other's work. Measured 0.979-0.996 when the shipped
-    # model was trained (bench/results_classifier.md); the goals with a little room.
+    # who never saw the training data or each other's work. Measured 0.975-0.988 when the shipped
+    # model was trained (bench/results_classifier.md); the goals are asserted with a
+    # little room. Spam precision is guarded tightly: a real lead marked spam gets no answer.
     loaded = load_jsonl(str(INDEPENDENT.parent / name))
     assert not loaded.errors and len(loaded.rows) == 240
     report = evaluate(loaded.rows, clf)
     assert report["accuracy"] >= 0.94, report["confusion"]
+    assert report["per_category"]["spam"]["precision"] >= 0.98, report["confusion"]
     assert min(m["recall"] for m in report["per_category"].values()) >= 0.90, report["confusion"]
     assert report["language_accuracy"] >= 0.97
 
 
-def test_spam_precision_over_every_independent_set() -> None:
-    # A real lead marked spam gets no answer: the costliest error. Counted over all 1,200 messages
-    # (one set's ~60 spam verdicts move 1.6 points per message): 3 real leads marked spam when the
-    # shipped model was trained (two in independent.jsonl, one in writers-e4) of 296, precision 0.990.
-    pairs = [(r.category, str(clf.classify_sync(r.message, r.subject).category))
-             for name in SETS for r in load_jsonl(str(INDEPENDENT.parent / name)).rows]
-    called_spam = [want for want, got in pairs if got == "spam"]
-    assert len(pairs) == 1200 and len(called_spam) >= 250
-    assert sum(w == "spam" for w in called_spam) / len(called_spam) >= 0.98
-
-
 def test_shipped_model_is_loaded_and_compact() -> None:
     assert SHIPPED_MODEL.exists()
-    assert SHIPPED_MODEL.stat().st_size < 3_000_000  # 2.2 MB; loads in ~0.2 s with the rest
+    assert SHIPPED_MODEL.stat().st_size < 3_000_000  # 1.9 MB; loads in ~0.2 s with the rest
     assert clf.model_path == SHIPPED_MODEL
     verdict = clf.explain("Could you send me a quote for a booking app?")
     assert set(verdict.probabilities) == {"sales", "support", "info", "spam"}
