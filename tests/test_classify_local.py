@@ -46,6 +46,14 @@ def test_independent_set_targets(name: str) -> None:
     assert report["language_accuracy"] >= 0.97
 
 
+def test_no_real_lead_is_marked_spam_on_the_unshipped_round() -> None:
+    # 960 lines by four writers, never trained on, heavy with spam that reads like an ordinary
+    # message: the model misses many of those (recall 0.62) but must not hide real leads for it.
+    report = evaluate(load_jsonl(str(INDEPENDENT.parent / "writers-round6.jsonl")).rows, clf)
+    assert report["per_category"]["spam"]["precision"] >= 0.98, report["confusion"]
+    assert min(report["per_category"][c]["recall"] for c in ("sales", "support", "info")) >= 0.85
+
+
 def test_shipped_model_is_loaded_and_compact() -> None:
     assert SHIPPED_MODEL.exists()
     assert SHIPPED_MODEL.stat().st_size < 3_000_000  # 1.9 MB; loads in ~0.2 s with the rest
