@@ -19,19 +19,7 @@ PERSON = "rosa.marin@cliente.example"
 
 def folder_senders(dovecot: DovecotServer, user: str, folder: str) -> list[str]:
     """The From and Reply-To lines of every mail in ``folder`` (empty when the folder is missing)."""
-    c = dovecot.client(user, tls=False)
-    try:
-        if not c.folder_exists(folder):
-            return []
-        c.select_folder(folder, readonly=True)
-        uids = c.search("ALL")
-        if not uids:
-            return []
-        key = b"BODY[HEADER.FIELDS (FROM REPLY-TO)]"
-        data = c.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (FROM REPLY-TO)]"])
-        return sorted(" ".join(d[key].decode().split()) for d in data.values())
-    finally:
-        c.logout()
+    return sorted(dovecot.header_lines(user, folder, "FROM REPLY-TO"))
 
 
 def seed(dovecot: DovecotServer, user: str) -> None:

@@ -132,16 +132,7 @@ async def replied(d: Any, lead_id: str) -> None:
 
 
 def folder_ids(dovecot: Any, user: str, folder: str) -> list[str]:
-    c = dovecot.client(user, tls=False)
-    try:
-        if not c.folder_exists(folder):
-            return []
-        c.select_folder(folder, readonly=True)
-        uids = c.search("ALL")
-        data = c.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]) if uids else {}
-        return [v[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].decode().split(":", 1)[1].strip() for v in data.values()]
-    finally:
-        c.logout()
+    return [line.split(":", 1)[1].strip() for line in dovecot.header_lines(user, folder, "MESSAGE-ID")]
 
 
 def make_sent_folder(dovecot: Any, user: str) -> None:
