@@ -389,11 +389,13 @@ class Daemon:
         keeps its old values until the next correction (the store, the API and the console have
         the corrected ones).
         """
+        mirror = self.svc.mirror if self._started else None
+        if mirror is None and self.svc.alerts is None:
+            return  # nothing holds a copy of the correction: no read
         lead = await self.store.get(lead_id)
         if lead is None:
             return
         await self._alert_if_due(lead)
-        mirror = self.svc.mirror if self._started else None
         if mirror is None:
             return
         try:
